@@ -1,0 +1,78 @@
+"""The one interface every architecture implements; search and training use nothing else.
+
+Everything is batch-first. A decoder state is a plain ``dict[str, Tensor]`` whose every tensor has the
+batch on dimension 0, so search can expand or reorder any model's state with :func:`reorder_state`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from mt.batch import BOS_ID, EOS_ID, PAD_ID
+
+DecoderState = dict[str, Tensor]
+
+
+@dataclass
+class EncoderOut:
+    """Encoder output: memory and its padding mask."""
+
+    memory: Tensor  # (B, S, H) encoder states
+    mask: Tensor  # (B, S) bool, True at real (non-pad) source positions
+
+
+def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
+    """Select / repeat / reorder the batch entries of any model's decoder state.
+
+    index: (B',) int64 indices into the current batch dimension.
+    """
+    return {k: v.index_select(0, index) for k, v in state.items()}
+
+
+class Seq2Seq(nn.Module, ABC):
+    """Encoder-decoder translation model.
+
+    Subclasses implement ``encode``, ``decode``, ``init_state`` and ``step``. ``decode`` over a whole prefix
+    and repeated ``step`` calls must give the same logits (up to float error).
+    """
+
+    pad_id: int = PAD_ID
+    bos_id: int = BOS_ID
+    eos_id: int = EOS_ID
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+
+    @abstractmethod
+    def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOut:
+        """src: (B, S) ids, src_lengths: (B,) -> EncoderOut with memory (B, S, H)."""
+
+    @abstractmethod
+    def decode(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
+        """Teacher forcing. tgt_in: (B, T) ids starting with BOS -> logits (B, T, V)."""
+
+    @abstractmethod
+    def init_state(self, enc: EncoderOut) -> DecoderState:
+        """Start incremental decoding from the encoder output (state holds whatever the model needs)."""
+
+    @abstractmethod
+    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
+        """Advance one position. tokens: (B,) last emitted ids -> (logits (B, V), new state)."""
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """src (B, S), src_lengths (B,), tgt_in (B, T) -> logits (B, T, V)."""
+        return self.decode(self.encode(src, src_lengths), tgt_in)
+
+    def num_parameters(self) -> int:
+        """Unique trainable parameters (tied matrices counted once)."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @staticmethod
+    def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
+        """lengths (B,) -> bool mask (B, max_len), True at real positions."""
+        return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
