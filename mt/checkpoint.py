@@ -1,0 +1,124 @@
+"""Checkpoints: atomic writes, safe loading (``weights_only=True``), rebuilding a model, averaging.
+
+A checkpoint is Lightning's dictionary plus plain data only: ``hyper_parameters`` (model/optim/data config as
+plain containers), ``tokenizer`` (the sentencepiece model bytes as a uint8 tensor and its sha256) and
+``rng``. Nothing in it is a pickled Python object, so it loads with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+MODEL_PREFIX = "model."
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, unsafe or does not fit the request."""
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A kill at any moment leaves either the previous file or the new one, never a partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning CheckpointIO that writes atomically (Lightning's own local save moves a file from /tmp)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
+        return load_checkpoint(path)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint as data only; every failure is a one-line :class:`CheckpointError`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass the path of a .ckpt file "
+                              "(runs keep them in <output_dir>/checkpoints/)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} holds objects other than tensors and plain data and was "
+                              f"refused (weights_only=True): {first}. Only load checkpoints you trust "
+                              "the origin of; this project never writes such objects.") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as e:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({type(e).__name__}: "
+                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
+                              "use another checkpoint, e.g. last.ckpt or a best-k one") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise CheckpointError(f"{path} is not a checkpoint of this project (no state_dict/hyper_parameters)")
+    return ckpt
+
+
+def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """The Seq2Seq's own state dict from a LightningModule checkpoint."""
+    return {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load weights, turning key/shape mismatches into a one-line error that says what differs."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [k for k in set(own) & set(state) if own[k].shape != state[k].shape]
+    if missing or unexpected or shapes:
+        detail = "; ".join(f"{name}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+                           for name, keys in (("missing", missing), ("unexpected", unexpected),
+                                              ("shape differs", shapes)) if keys)
+        raise CheckpointError(f"weights in {source} do not fit the configured model ({detail}); the checkpoint "
+                              "was made with another architecture, size or tokenizer: use its own config")
+    model.load_state_dict(state)
+
+
+def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
+    """Average the weights of several checkpoints of one model into a loadable checkpoint at ``out``."""
+    if not paths:
+        raise CheckpointError("no checkpoints to average")
+    ckpts = [load_checkpoint(p) for p in paths]
+    first = ckpts[0]
+    ref = first["state_dict"]
+    for p, c in zip(paths[1:], ckpts[1:], strict=True):
+        if set(c["state_dict"]) != set(ref) or c.get("tokenizer", {}).get("sha256") != \
+                first.get("tokenizer", {}).get("sha256"):
+            raise CheckpointError(f"{p} is not a checkpoint of the same model/tokenizer as {paths[0]}")
+    avg = {}
+    for k, v in ref.items():
+        if v.is_floating_point():
+            avg[k] = sum(c["state_dict"][k].double() for c in ckpts).div(len(ckpts)).to(v.dtype)
+        else:
+            avg[k] = v.clone()
+    out_ckpt = {k: first[k] for k in ("hyper_parameters", "tokenizer", "pytorch-lightning_version") if k in first}
+    out_ckpt.update(state_dict=avg, averaged_from=[str(p) for p in paths],
+                    global_step=max(int(c.get("global_step", 0)) for c in ckpts), epoch=first.get("epoch", 0))
+    atomic_torch_save(out_ckpt, out)
+    return Path(out)

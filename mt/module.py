@@ -1,0 +1,208 @@
+"""TranslationModule: training step, validation/test decoding with sacreBLEU, optimizer and schedule."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import torch
+from lightning import LightningModule
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from mt.batch import Batch
+from mt.loss import label_smoothed_nll
+from mt.metrics import Score, corpus_score
+from mt.models import build_model
+from mt.schedule import LRSchedule
+from mt.tokenizer import Tokenizer
+from mt.translate import decode_batch, search_config
+
+log = logging.getLogger(__name__)
+
+
+def _plain(cfg: DictConfig | dict) -> dict:
+    return OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
+
+
+class TranslationModule(LightningModule):
+    """Wraps any :class:`~mt.models.base.Seq2Seq` for training and exact, order-preserving evaluation.
+
+    Hyperparameters are stored as plain containers (never OmegaConf objects), so checkpoints load with
+    ``weights_only=True``. The tokenizer travels inside every checkpoint (model bytes + sha256).
+    """
+
+    def __init__(self, model: DictConfig | dict, optim: DictConfig | dict, train: DictConfig | dict,
+                 decode: DictConfig | dict, data: DictConfig | dict, vocab_size: int) -> None:
+        super().__init__()
+        self.save_hyperparameters({"model": _plain(model), "optim": _plain(optim), "train": _plain(train),
+                                   "decode": _plain(decode), "data": _plain(data), "vocab_size": vocab_size})
+        self.model = build_model(OmegaConf.create(self.hparams.model), vocab_size)
+        self.search_cfg = search_config(self.hparams.decode)
+        self.tokenizer: Tokenizer | None = None  # set by the pipeline / datamodule before fitting
+        self.references: dict[str, list[str]] = {}  # split name -> raw references, original order
+        self.eval_names: list[str] = ["validation"]  # split name of each val/test dataloader index
+        self.test_scores: dict[str, Score] = {}
+        self._outputs: dict[int, list[tuple[int, list[int]]]] = {}
+        self._tok_s: float | None = None
+        self._t_last: float | None = None
+        self._rng_to_restore: dict | None = None
+
+    # ----------------------------------------------------------------------------------------------- training
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+        n_tok = batch.n_tgt_tokens
+        loss_sum, nll_sum = label_smoothed_nll(logits, batch.tgt_out, self.hparams.train["label_smoothing"])
+        loss = loss_sum / max(n_tok, 1)
+        finite = bool(torch.isfinite(loss))
+        if self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            msg = f"non-finite training loss at step {self.global_step} (epoch {self.current_epoch})"
+            if self.hparams.train["nonfinite"] == "skip":
+                log.warning("%s: batch skipped (train.nonfinite=skip)", msg)
+                return None
+            raise FloatingPointError(f"{msg}; lower optim.lr, use trainer.precision=bf16-mixed or 32, "
+                                     "or set train.nonfinite=skip to skip such batches")
+        self._log_throughput(n_tok)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.size)
+        self.log("train/nll", nll_sum / max(n_tok, 1), batch_size=batch.size)
+        return loss
+
+    def _log_throughput(self, n_tok: int) -> None:
+        """Target tokens per second (all ranks), smoothed; shown in the progress bar."""
+        now = time.perf_counter()
+        if self._t_last is not None and now > self._t_last:
+            rate = n_tok * self.trainer.world_size / (now - self._t_last)
+            self._tok_s = rate if self._tok_s is None else 0.9 * self._tok_s + 0.1 * rate
+            self.log("train/tok_s", self._tok_s, prog_bar=True)
+        self._t_last = now
+
+    def on_train_epoch_start(self) -> None:
+        self._t_last = None
+
+    def on_validation_start(self) -> None:
+        self._t_last = None  # do not count validation time as a training step
+
+    # --------------------------------------------------------------------------------------------- evaluation
+    def validation_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval_step(batch, dataloader_idx, "test")
+
+    def _eval_step(self, batch: Batch, dataloader_idx: int, stage: str) -> None:
+        if batch.tgt_out is not None:
+            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+            _, nll_sum = label_smoothed_nll(logits, batch.tgt_out, 0.0)
+            n_tok = batch.n_tgt_tokens
+            self.log(f"{stage}/loss", nll_sum / max(n_tok, 1), batch_size=n_tok, sync_dist=True,
+                     add_dataloader_idx=dataloader_idx > 0)
+        hyps = decode_batch(self.model, batch, self.search_cfg)
+        self._outputs.setdefault(dataloader_idx, []).extend(zip(batch.ids.tolist(), hyps, strict=True))
+
+    def on_validation_epoch_start(self) -> None:
+        self._outputs = {}
+
+    on_test_epoch_start = on_validation_epoch_start
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking:
+            self._outputs = {}
+            return
+        score = self._score_outputs(self.eval_names[0], 0)
+        self.log("val/bleu", score.bleu, prog_bar=True, sync_dist=False)
+        self.log("val/chrf", score.chrf, sync_dist=False)
+        schedule: LRSchedule = self.lr_schedulers().lr_lambdas[0]  # type: ignore[union-attr]
+        if schedule.observe(score.bleu):
+            log.info("validation BLEU did not improve: learning-rate scale now %.3g", schedule.scale)
+
+    def on_test_epoch_end(self) -> None:
+        for idx, name in enumerate(self.eval_names):
+            score = self._score_outputs(name, idx)
+            self.test_scores[name] = score
+            self.log(f"test/{name}/bleu", score.bleu, sync_dist=False)
+            self.log(f"test/{name}/chrf", score.chrf, sync_dist=False)
+
+    def _score_outputs(self, split: str, dataloader_idx: int) -> Score:
+        """Gather (id, tokens) from all ranks, restore original order, detokenize and score."""
+        local = self._outputs.get(dataloader_idx, [])
+        if self.trainer.world_size > 1:
+            gathered: list[Any] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, local)
+            pairs = [p for part in gathered for p in part]
+        else:
+            pairs = local
+        refs = self.references[split]
+        by_id = dict(pairs)
+        if len(by_id) != len(pairs) or sorted(by_id) != list(range(len(refs))):
+            raise RuntimeError(f"{split}: decoded {len(pairs)} hypotheses ({len(by_id)} distinct ids) for "
+                               f"{len(refs)} references; every sentence must be decoded exactly once")
+        hyps = self.tokenizer.decode([by_id[i] for i in range(len(refs))])
+        assert len(hyps) == len(refs)
+        score = corpus_score(hyps, refs)
+        if self.global_rank == 0:
+            self._report(split, score, hyps, refs)
+        return score
+
+    def _report(self, split: str, score: Score, hyps: list[str], refs: list[str]) -> None:
+        n = int(self.hparams.train["log_samples"])
+        lines = [f"[{split} step {self.global_step}] BLEU {score.bleu:.2f} chrF {score.chrf:.2f}",
+                 f"  {score.bleu_signature}"]
+        lines += [f"  hyp: {h}\n  ref: {r}" for h, r in list(zip(hyps, refs, strict=True))[:n]]
+        log.info("\n".join(lines))
+        for logger in self.loggers:
+            exp = getattr(logger, "experiment", None)
+            if hasattr(exp, "add_text"):
+                exp.add_text(f"{split}/samples", "\n\n".join(f"**hyp** {h}  \n**ref** {r}" for h, r in
+                                                             list(zip(hyps, refs, strict=True))[:n]),
+                             self.global_step)
+                exp.add_text(f"{split}/signature", score.bleu_signature, self.global_step)
+
+    # ------------------------------------------------------------------------------------ optimizer, schedule
+    def configure_optimizers(self) -> dict:
+        o = self.hparams.optim
+        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() > 1]
+        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() <= 1]
+        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
+                                       {"params": no_decay, "weight_decay": 0.0}],
+                                      lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
+        schedule = LRSchedule(o["schedule"], o["warmup_steps"], o["lr"], o["min_lr"],
+                              o["plateau_factor"], o["plateau_patience"])
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule, schedule])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # ------------------------------------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.tokenizer is not None:
+            checkpoint["tokenizer"] = {"model": torch.frombuffer(bytearray(self.tokenizer.model_bytes),
+                                                                 dtype=torch.uint8),
+                                       "sha256": self.tokenizer.sha256}
+        checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": list_state(random.getstate())}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._rng_to_restore = checkpoint.get("rng")
+
+    def on_train_start(self) -> None:
+        if self._rng_to_restore:  # resumed: continue the random streams (dropout) where they stopped
+            rng = self._rng_to_restore
+            torch.set_rng_state(rng["torch"])
+            random.setstate(tuple_state(rng["python"]))
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state(rng["cuda"])
+            self._rng_to_restore = None
+
+
+def list_state(state: tuple) -> list:
+    """random.getstate() as nested lists (plain data for weights_only checkpoints)."""
+    return [list(s) if isinstance(s, tuple) else s for s in state]
+
+
+def tuple_state(state: list) -> tuple:
+    return tuple(tuple(s) if isinstance(s, list) else s for s in state)
+
+

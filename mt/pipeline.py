@@ -1,0 +1,108 @@
+"""train(cfg): the plain, testable function behind train.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import hydra
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from mt.checkpoint import (
+    AtomicCheckpointIO,
+    average_checkpoints,
+    load_checkpoint,
+    load_model_state,
+    model_state,
+)
+from mt.data import TranslationDataModule
+from mt.module import TranslationModule
+from mt.preflight import check_output_dir, resolve_ckpt_path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    output_dir: str
+    best_bleu: float | None
+    best_checkpoint: str | None
+    last_checkpoint: str | None
+    averaged_checkpoint: str | None
+    global_step: int
+    epochs: int
+    num_parameters: int
+    test: dict[str, dict] = field(default_factory=dict)
+
+
+def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
+    """Lightning Trainer from the ``trainer``, ``callbacks`` and ``logger`` groups."""
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c] or False
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    return L.Trainer(**trainer_kwargs, callbacks=callbacks, logger=loggers,
+                     plugins=[AtomicCheckpointIO()], default_root_dir=str(output_dir))
+
+
+def train(cfg: DictConfig) -> TrainResult:
+    """Prepare data, build the model, fit, then test the best checkpoint; returns a :class:`TrainResult`."""
+    output_dir = Path(cfg.paths.output_dir)
+    check_output_dir(output_dir)
+    ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+
+    dm = TranslationDataModule(cfg.data, cfg.paths, seed=cfg.seed)
+    dm.prepare_data()
+    tokenizer = dm.tokenizer
+    module = TranslationModule(cfg.model, cfg.optim, cfg.train, cfg.decode, cfg.data, tokenizer.vocab_size)
+    module.tokenizer = tokenizer
+    n_params = module.model.num_parameters()
+    log.info("model %s: %s parameters (%.2fM), vocabulary %d", cfg.model._target_.rsplit(".", 1)[-1],
+             f"{n_params:,}", n_params / 1e6, tokenizer.vocab_size)
+    if cfg.init_from:
+        init = load_checkpoint(cfg.init_from)
+        if init.get("tokenizer", {}).get("sha256") != tokenizer.sha256:
+            raise ValueError(f"init_from={cfg.init_from} was trained with another tokenizer than data={cfg.data.name} "
+                             f"{cfg.data.src}-{cfg.data.tgt} builds; fine-tune on data with the same tokenizer")
+        load_model_state(module.model, model_state(init), str(cfg.init_from))
+        log.info("initialised weights from %s (optimizer and counters start fresh)", cfg.init_from)
+
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
+        (output_dir / tokenizer.path.name).write_bytes(tokenizer.model_bytes)  # tokenizer reference
+    trainer = build_trainer(cfg, output_dir)
+    module.references = {"validation": dm.references("validation")}
+    module.eval_names = ["validation"]
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+
+    ckpt_cb = trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
+    best = ckpt_cb.best_model_path if ckpt_cb and ckpt_cb.best_model_path else None
+    last = ckpt_cb.last_model_path if ckpt_cb and ckpt_cb.last_model_path else None
+    best_bleu = float(ckpt_cb.best_model_score) if ckpt_cb and ckpt_cb.best_model_score is not None else None
+    averaged = None
+    if cfg.average_best and ckpt_cb and len(ckpt_cb.best_k_models) > 1 and trainer.is_global_zero:
+        averaged = str(average_checkpoints(sorted(ckpt_cb.best_k_models), output_dir / "checkpoints/averaged.ckpt"))
+        log.info("averaged %d best checkpoints into %s", len(ckpt_cb.best_k_models), averaged)
+
+    result = TrainResult(str(output_dir), best_bleu, best, last, averaged, trainer.global_step,
+                         trainer.current_epoch, n_params)
+    if cfg.test_after_fit and not trainer.interrupted:
+        module.references = {name: dm.references(name) for name in dm.test_names}
+        module.eval_names = list(dm.test_names)
+        trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
+        result.test = {name: s.as_dict() for name, s in module.test_scores.items()}
+
+    if trainer.is_global_zero:
+        (output_dir / "results.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        summary = [f"best validation BLEU: {best_bleu:.2f}" if best_bleu is not None else
+                   "best validation BLEU: n/a (no validation checkpoint)", f"best checkpoint: {best}"]
+        summary += [f"test {name}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}  {s['bleu_signature']}"
+                    for name, s in result.test.items()]
+        print("\n".join(summary), flush=True)
+    return result
