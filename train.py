@@ -6,9 +6,11 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from mt.errors import one_line_errors
     from mt.pipeline import train
 
-    return train(cfg).best_bleu
+    with one_line_errors():
+        return train(cfg).best_bleu
 
 
 if __name__ == "__main__":

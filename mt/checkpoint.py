@@ -17,10 +17,12 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from mt.errors import MTError
+
 MODEL_PREFIX = "model."
 
 
-class CheckpointError(ValueError):
+class CheckpointError(MTError):
     """A checkpoint that is missing, unreadable, unsafe or does not fit the request."""
 
 

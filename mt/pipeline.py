@@ -21,8 +21,10 @@ from mt.checkpoint import (
     model_state,
 )
 from mt.data import TranslationDataModule
+from mt.errors import require_values
 from mt.module import TranslationModule
 from mt.preflight import check_output_dir, resolve_ckpt_path
+from mt.textio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
 
 def train(cfg: DictConfig) -> TrainResult:
     """Prepare data, build the model, fit, then test the best checkpoint; returns a :class:`TrainResult`."""
+    require_values(cfg)
     output_dir = Path(cfg.paths.output_dir)
     check_output_dir(output_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
@@ -99,7 +102,7 @@ def train(cfg: DictConfig) -> TrainResult:
         result.test = {name: s.as_dict() for name, s in module.test_scores.items()}
 
     if trainer.is_global_zero:
-        (output_dir / "results.json").write_text(json.dumps(asdict(result), indent=2) + "\n")
+        atomic_write_text(output_dir / "results.json", json.dumps(asdict(result), indent=2) + "\n")
         summary = [f"best validation BLEU: {best_bleu:.2f}" if best_bleu is not None else
                    "best validation BLEU: n/a (no validation checkpoint)", f"best checkpoint: {best}"]
         summary += [f"test {name}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}  {s['bleu_signature']}"

@@ -6,6 +6,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from mt.errors import MTError
+
 MIN_FREE_BYTES = 256 * 1024**2  # room for a few checkpoints of the Multi30k presets
 
 
@@ -16,11 +18,11 @@ def check_output_dir(output_dir: Path, min_free: int = MIN_FREE_BYTES) -> None:
         with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-test-"):
             pass
     except OSError as e:
-        raise OSError(f"output directory {output_dir} is not writable ({e.strerror}); "
+        raise MTError(f"output directory {output_dir} is not writable ({e.strerror}); "
                       "choose another with hydra.run.dir=... or paths.output_dir=...") from None
     free = shutil.disk_usage(output_dir).free
     if free < min_free:
-        raise OSError(f"output directory {output_dir} has only {free / 1024**2:.0f} MiB free (need at least "
+        raise MTError(f"output directory {output_dir} has only {free / 1024**2:.0f} MiB free (need at least "
                       f"{min_free / 1024**2:.0f} MiB for checkpoints); free space or choose another folder")
 
 
@@ -30,6 +32,6 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
         return None
     path = output_dir / "checkpoints" / "last.ckpt" if str(ckpt_path) == "last" else Path(ckpt_path)
     if not path.is_file():
-        raise FileNotFoundError(f"ckpt_path={ckpt_path}: {path} does not exist; to resume, pass an existing "
+        raise MTError(f"ckpt_path={ckpt_path}: {path} does not exist; to resume, pass an existing "
                                 "checkpoint (e.g. <run dir>/checkpoints/last.ckpt), or drop ckpt_path")
     return str(path)

@@ -1,0 +1,60 @@
+"""Reading and writing one-sentence-per-line text safely (strict UTF-8, atomic output)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from mt.errors import MTError
+
+
+class InputError(MTError):
+    """Unreadable user input: the message names the file and line and says what to do."""
+
+
+def read_lines(path: str) -> list[str]:
+    """Lines of a UTF-8 file (``-`` = stdin) without their line endings (\\n or \\r\\n); errors name the line."""
+    name = "<stdin>" if path == "-" else path
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        if not Path(path).is_file():
+            raise InputError(f"input file {path} does not exist")
+        data = Path(path).read_bytes()
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    out = []
+    for i, raw in enumerate(lines, 1):
+        try:
+            out.append(raw.decode("utf-8").removesuffix("\r"))
+        except UnicodeDecodeError as e:
+            raise InputError(f"{name}, line {i}: invalid UTF-8 at byte {e.start} ({raw[max(0, e.start - 10):e.start + 10]!r}); "
+                             "convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8)") from None
+    return out
+
+
+def write_lines(path: str, lines: list[str]) -> None:
+    """Write lines to ``path`` atomically (temp file + rename), or to stdout for ``-``."""
+    text = "".join(line.replace("\n", " ") + "\n" for line in lines)
+    if path == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    atomic_write_text(path, text)
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text to a temporary file beside ``path`` and rename it over ``path`` (no half-written output)."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,102 @@
+"""Real training runs of tiny models on a Multi30k slice: the whole pipeline, both architectures."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from mt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
+from mt.errors import MTError
+from mt.pipeline import train
+from mt.translate import Translator
+from tests.utils import compose_train, tiny_overrides
+
+ARCHS = ["transformer", "lstm"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def train_losses(out: Path) -> dict[int, float]:
+    """Per-step training losses from the CSV logger."""
+    with open(out / "csv" / "metrics.csv") as f:
+        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fast_dev_run(arch, tmp_path, cache):
+    cfg = compose_train(tiny_overrides(arch, tmp_path / "run", cache) + ["trainer.fast_dev_run=true"])
+    result = train(cfg)
+    assert result.global_step == 1
+    assert result.num_parameters > 0
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_train_validate_test_and_translate(arch, tmp_path, cache):
+    out = tmp_path / "run"
+    result = train(compose_train(tiny_overrides(arch, out, cache) + ["trainer.max_epochs=2"]))
+    assert result.epochs == 2 and result.global_step > 0
+    assert result.best_bleu is not None and result.best_checkpoint
+    assert set(result.test) == {"test_2016_flickr"}
+    assert result.test["test_2016_flickr"]["n_sentences"] == 200
+    assert "nrefs:1" in result.test["test_2016_flickr"]["bleu_signature"]
+    assert (out / "results.json").is_file() and (out / "checkpoints" / "last.ckpt").is_file()
+    ckpt = load_checkpoint(result.best_checkpoint)  # weights_only=True: plain data only
+    assert ckpt["tokenizer"]["sha256"]
+    translator = Translator.from_checkpoint(result.best_checkpoint, device="cpu")
+    hyps = translator.translate(["A man is riding a bike.", "", "Two dogs play in the snow."])
+    assert len(hyps) == 3 and hyps[1] == ""
+
+
+def test_resume_continues_exactly(tmp_path, cache):
+    """Two epochs in one go == one epoch, then resume from last.ckpt for the second: same steps, same losses."""
+    base = tiny_overrides("transformer", tmp_path / "full", cache) + ["trainer.max_epochs=2", "test_after_fit=false"]
+    full = train(compose_train(base))
+    first = tiny_overrides("transformer", tmp_path / "part", cache) + ["trainer.max_epochs=1", "test_after_fit=false"]
+    part = train(compose_train(first))
+    resumed = train(compose_train(tiny_overrides("transformer", tmp_path / "part", cache) +
+                                  ["trainer.max_epochs=2", "test_after_fit=false", "ckpt_path=last"]))
+    assert part.global_step < full.global_step == resumed.global_step
+    want, got = train_losses(tmp_path / "full"), train_losses(tmp_path / "part")
+    assert sorted(got) == sorted(want)
+    for step in want:
+        assert got[step] == pytest.approx(want[step], rel=1e-5, abs=1e-6), step
+
+
+def test_bf16_mixed_on_cpu(tmp_path, cache):
+    result = train(compose_train(tiny_overrides("transformer", tmp_path / "run", cache) +
+                                 ["trainer.precision=bf16-mixed", "test_after_fit=false"]))
+    losses = train_losses(tmp_path / "run")
+    assert result.global_step > 0 and all(torch.isfinite(torch.tensor(list(losses.values()))))
+
+
+def test_nonfinite_loss_stops_with_step(tmp_path, cache):
+    cfg = compose_train(tiny_overrides("lstm", tmp_path / "run", cache) + ["optim.lr=1e30", "optim.warmup_steps=0"])
+    with pytest.raises(FloatingPointError, match="non-finite training loss at step"):
+        train(cfg)
+
+
+def test_init_from_and_averaging(tmp_path, cache):
+    out = tmp_path / "run"
+    first = train(compose_train(tiny_overrides("lstm", out, cache) + ["trainer.max_epochs=2", "test_after_fit=false",
+                                                                     "average_best=true"]))
+    assert first.averaged_checkpoint and Path(first.averaged_checkpoint).is_file()
+    Translator.from_checkpoint(first.averaged_checkpoint, device="cpu").translate(["A dog."])
+    avg = average_checkpoints([first.best_checkpoint, first.last_checkpoint], tmp_path / "avg.ckpt")
+    assert load_checkpoint(avg)["averaged_from"]
+    tuned = train(compose_train(tiny_overrides("lstm", tmp_path / "ft", cache) +
+                                [f"init_from={first.best_checkpoint}", "test_after_fit=false"]))
+    assert tuned.global_step > 0
+    with pytest.raises(CheckpointError, match="do not fit the configured model"):
+        train(compose_train(tiny_overrides("transformer", tmp_path / "bad", cache) +
+                            [f"init_from={first.best_checkpoint}"]))
+
+
+def test_missing_resume_checkpoint_is_an_error(tmp_path, cache):
+    with pytest.raises(MTError, match="does not exist"):
+        train(compose_train(tiny_overrides("lstm", tmp_path / "run", cache) + ["ckpt_path=last"]))
