@@ -49,6 +49,8 @@ class TranslationModule(LightningModule):
         self._tok_s: float | None = None
         self._t_last: float | None = None
         self._rng_to_restore: dict | None = None
+        self._elapsed_before = 0.0  # wall-clock seconds of earlier (resumed-from) runs
+        self._fit_t0 = time.perf_counter()
 
     # ----------------------------------------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
@@ -79,6 +81,13 @@ class TranslationModule(LightningModule):
             self._tok_s = rate if self._tok_s is None else 0.9 * self._tok_s + 0.1 * rate
             self.log("train/tok_s", self._tok_s, prog_bar=True)
         self._t_last = now
+
+    def on_fit_start(self) -> None:
+        self._fit_t0 = time.perf_counter()
+
+    def elapsed_s(self) -> float:
+        """Wall-clock seconds of fitting so far (validation included), summed over resumes."""
+        return self._elapsed_before + time.perf_counter() - self._fit_t0
 
     def on_train_epoch_start(self) -> None:
         self._t_last = None
@@ -115,6 +124,7 @@ class TranslationModule(LightningModule):
         score = self._score_outputs(self.eval_names[0], 0)
         self.log("val/bleu", score.bleu, prog_bar=True, sync_dist=False)
         self.log("val/chrf", score.chrf, sync_dist=False)
+        self.log("val/elapsed_s", self.elapsed_s(), sync_dist=False)
         schedule: LRSchedule = self.lr_schedulers().lr_lambdas[0]  # type: ignore[union-attr]
         if schedule.observe(score.bleu):
             log.info("validation BLEU did not improve: learning-rate scale now %.3g", schedule.scale)
@@ -180,12 +190,14 @@ class TranslationModule(LightningModule):
             checkpoint["tokenizer"] = {"model": torch.frombuffer(bytearray(self.tokenizer.model_bytes),
                                                                  dtype=torch.uint8),
                                        "sha256": self.tokenizer.sha256}
+        checkpoint["elapsed_s"] = self.elapsed_s()
         checkpoint["rng"] = {"torch": torch.get_rng_state(), "python": list_state(random.getstate())}
         if torch.cuda.is_available():
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self._rng_to_restore = checkpoint.get("rng")
+        self._elapsed_before = float(checkpoint.get("elapsed_s", 0.0))
 
     def on_train_start(self) -> None:
         if self._rng_to_restore:  # resumed: continue the random streams (dropout) where they stopped
