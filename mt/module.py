@@ -147,15 +147,27 @@ class TranslationModule(LightningModule):
             pairs = local
         refs = self.references[split]
         by_id = dict(pairs)
-        if len(by_id) != len(pairs) or sorted(by_id) != list(range(len(refs))):
-            raise RuntimeError(f"{split}: decoded {len(pairs)} hypotheses ({len(by_id)} distinct ids) for "
-                               f"{len(refs)} references; every sentence must be decoded exactly once")
-        hyps = self.tokenizer.decode([by_id[i] for i in range(len(refs))])
+        if len(by_id) != len(pairs):
+            raise RuntimeError(f"{split}: {len(pairs) - len(by_id)} sentences were decoded more than once")
+        ids = sorted(by_id)
+        if ids != list(range(len(refs))):
+            if not self._subset_requested() or ids[-1] >= len(refs):
+                raise RuntimeError(f"{split}: decoded {len(ids)} hypotheses for {len(refs)} references; every "
+                                   "sentence must be decoded exactly once")
+            log.warning("%s: scoring %d of %d sentences (limit_*_batches / fast_dev_run)", split, len(ids), len(refs))
+            refs = [refs[i] for i in ids]
+        hyps = self.tokenizer.decode([by_id[i] for i in ids])
         assert len(hyps) == len(refs)
         score = corpus_score(hyps, refs)
         if self.global_rank == 0:
             self._report(split, score, hyps, refs)
         return score
+
+    def _subset_requested(self) -> bool:
+        """True when the user limited evaluation batches, so a partial hypothesis set is expected."""
+        t = self.trainer
+        limit = t.limit_test_batches if t.testing else t.limit_val_batches
+        return bool(t.fast_dev_run) or limit != 1.0
 
     def _report(self, split: str, score: Score, hyps: list[str], refs: list[str]) -> None:
         n = int(self.hparams.train["log_samples"])
