@@ -27,7 +27,7 @@ def test_ddp_two_cpu_processes_exact_evaluation(tmp_path):
             "trainer.max_epochs=2", f"hydra.run.dir={out}")
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     result = json.loads((out / "results.json").read_text())
-    with open(out / "csv" / "metrics.csv") as f:
+    with open(out / "csv" / "version_0" / "metrics.csv") as f:
         val_bleu = [float(row["val/bleu"]) for row in csv.DictReader(f) if row.get("val/bleu")]
     assert len(val_bleu) == 2 and result["test"]["test_2016_flickr"]["n_sentences"] == 150
 

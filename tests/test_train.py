@@ -23,9 +23,12 @@ def cache(tmp_path_factory) -> Path:
 
 
 def train_losses(out: Path) -> dict[int, float]:
-    """Per-step training losses from the CSV logger."""
-    with open(out / "csv" / "metrics.csv") as f:
-        return {int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
+    """Per-step training losses from the CSV logger, over every (re)start of the run."""
+    losses: dict[int, float] = {}
+    for path in sorted((out / "csv").glob("version_*/metrics.csv")):
+        with open(path) as f:
+            losses.update({int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")})
+    return losses
 
 
 @pytest.mark.parametrize("arch", ARCHS)
