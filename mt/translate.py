@@ -83,8 +83,10 @@ class Translator:
     def batches(self, sentences: list[str]) -> Iterator[Batch]:
         from mt.data import source_batches
 
-        return source_batches(self.tokenizer, sentences, int(self.decode_cfg["max_tokens"]),
-                              int(self.decode_cfg["max_src_len"]))
+        max_len = int(self.decode_cfg["max_src_len"])
+        if self.model.max_source_len is not None:
+            max_len = min(max_len, self.model.max_source_len - 1)  # room for EOS
+        return source_batches(self.tokenizer, sentences, int(self.decode_cfg["max_tokens"]), max_len)
 
     def translate_batches(self, batches: Iterable[Batch], n: int) -> list[str]:
         """Decode batches whose ``ids`` index a list of ``n`` sentences; returns texts in id order."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Before anything imports `datasets` / `huggingface_hub` (they read these at import time): never go online.
@@ -16,6 +16,18 @@ from omegaconf import DictConfig  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CONF_DIR = REPO / "conf"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for the whole suite: tiny models gain nothing from two, results are reproducible,
+    and two-thread OpenMP slows down ~10x when the 2-core machine is shared with another process."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,8 @@ class Seq2Seq(nn.Module, ABC):
     pad_id: int = PAD_ID
     bos_id: int = BOS_ID
     eos_id: int = EOS_ID
+    max_source_len: int | None = None  # longest input (tokens, EOS included) the encoder accepts; None = any
+    max_target_len: int | None = None  # longest output (tokens, EOS included) the model can decode; None = any
 
     def __init__(self, vocab_size: int) -> None:
         super().__init__()

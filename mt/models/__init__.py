@@ -1,0 +1,24 @@
+"""Model construction from a ``conf/model/*.yaml`` node (Hydra ``_target_``) and a short description."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from mt.models.base import DecoderState, EncoderOut, Seq2Seq, reorder_state
+
+__all__ = ["DecoderState", "EncoderOut", "Seq2Seq", "build_model", "describe_model", "reorder_state"]
+
+
+def build_model(model_cfg: DictConfig, vocab_size: int) -> Seq2Seq:
+    """Instantiate the model named by ``model_cfg._target_``; the vocabulary size comes from the tokenizer."""
+    model = instantiate(model_cfg, vocab_size=vocab_size)
+    if not isinstance(model, Seq2Seq):
+        raise TypeError(f"{model_cfg._target_} built a {type(model).__name__}, not a Seq2Seq")
+    return model
+
+
+def describe_model(model: Seq2Seq) -> str:
+    """One line: class name, unique trainable parameters, vocabulary size."""
+    n = model.num_parameters()
+    return f"{type(model).__name__}: {n:,} parameters ({n / 1e6:.2f}M), vocab {model.vocab_size}"

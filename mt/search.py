@@ -1,0 +1,180 @@
+"""Greedy and beam search over any :class:`~mt.models.base.Seq2Seq`, using only its interface.
+
+Conventions (shared by greedy and beam search):
+
+* ``max_len = floor(max_len_a * src_length + max_len_b)`` output tokens per sentence, EOS not counted, where
+  ``src_length`` is the sentence's entry of ``src_lengths``: its true length as the batch gives it, i.e.
+  including the EOS the data pipeline appends. It is raised to at least ``min_len``. At step ``max_len``
+  only EOS may be emitted (with its own log-probability).
+* ``min_len``: EOS is forbidden until ``min_len`` tokens have been emitted. PAD and BOS are never emitted.
+* Scores: ``log_prob`` is the sum of token log-probabilities including the final EOS; ``score`` is
+  ``log_prob / ((5 + n) / 6) ** len_penalty`` (GNMT), n = number of emitted tokens including EOS.
+  ``len_penalty = 0`` ranks by the raw sum.
+* Beam search follows fairseq: each step takes the top ``2 * beam`` candidates over the beam; EOS candidates
+  ranked within the first ``beam`` are finished, and the best ``beam`` non-EOS candidates stay alive, so
+  finishing hypotheses never starve the beam. A sentence is done when ``beam`` hypotheses have finished or
+  it reaches its ``max_len``; done sentences leave the batch (their state rows are dropped), and the loop
+  stops when every sentence is done.
+* Every sentence's rows are computed independently of the others, so the result does not depend on the
+  batch composition or padding (up to floating-point noise).
+
+Both functions run under ``torch.inference_mode`` themselves; the caller puts the model in eval mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mt.models.base import DecoderState, Seq2Seq, reorder_state
+
+
+@dataclass
+class SearchConfig:
+    """Decoding options (the ``decode`` node of the config)."""
+
+    beam_size: int
+    len_penalty: float  # GNMT alpha; 0 = raw sum of log-probs
+    max_len_a: float  # max output tokens = max_len_a * src_length + max_len_b (EOS not counted)
+    max_len_b: int
+    min_len: int  # EOS forbidden before this many output tokens
+    n_best: int  # hypotheses returned per sentence (<= beam_size)
+
+
+@dataclass
+class Hypothesis:
+    """One output: tokens without BOS/EOS, the length-normalised score used for ranking, the raw sum."""
+
+    tokens: list[int]
+    score: float
+    log_prob: float
+
+
+def length_penalty(length: int, alpha: float) -> float:
+    """GNMT length penalty ((5 + length) / 6) ** alpha; length counts the EOS."""
+    return ((5.0 + length) / 6.0) ** alpha
+
+
+def max_lengths(src_lengths: Tensor, cfg: SearchConfig, model_limit: int | None = None) -> Tensor:
+    """src_lengths (B,) -> maximum number of output tokens (B,), EOS not counted, at least min_len.
+
+    ``model_limit`` (the model's ``max_target_len``, EOS included) caps it so decoding never runs past the
+    positions a model has.
+    """
+    max_len = torch.floor(cfg.max_len_a * src_lengths.double() + cfg.max_len_b).long()  # (B,)
+    max_len = max_len.clamp(min=max(cfg.min_len, 0))
+    return max_len if model_limit is None else max_len.clamp(max=model_limit - 1)
+
+
+def _next_log_probs(model: Seq2Seq, tokens: Tensor, state: DecoderState, step: int, max_len: Tensor,
+                    cfg: SearchConfig) -> tuple[Tensor, DecoderState]:
+    """One decoder step -> masked log-probs (N, V) float32 and the new state.
+
+    tokens (N,) last emitted ids; max_len (N,) per row; step = number of tokens emitted so far.
+    """
+    logits, state = model.step(tokens, state)  # (N, V)
+    lprobs = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
+    lprobs[:, model.pad_id] = -torch.inf
+    lprobs[:, model.bos_id] = -torch.inf
+    if step < cfg.min_len:
+        lprobs[:, model.eos_id] = -torch.inf
+    at_max = step >= max_len  # (N,) rows that must end now
+    if bool(at_max.any()):
+        eos = lprobs[:, model.eos_id].clone()  # (N,)
+        lprobs[at_max] = -torch.inf
+        lprobs[:, model.eos_id] = eos
+    return lprobs, state
+
+
+@torch.inference_mode()
+def greedy_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchConfig) -> list[list[Hypothesis]]:
+    """src (B, S), src_lengths (B,) -> one hypothesis per sentence (the argmax path)."""
+    batch = src.size(0)
+    state = model.init_state(model.encode(src, src_lengths))
+    max_len = max_lengths(src_lengths, cfg, model.max_target_len).to(src.device)  # (B,)
+    alive = torch.arange(batch, device=src.device)  # (N,) sentence of each active row
+    tokens = torch.full((batch,), model.bos_id, dtype=torch.long, device=src.device)  # (N,)
+    seqs = tokens.new_zeros(batch, 0)  # (N, t) emitted tokens
+    log_prob = torch.zeros(batch, device=src.device)  # (N,)
+    results: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    for step in range(int(max_len.max()) + 1):
+        lprobs, state = _next_log_probs(model, tokens, state, step, max_len[alive], cfg)  # (N, V)
+        best_lp, tokens = lprobs.max(dim=-1)  # (N,), (N,)
+        log_prob = log_prob + best_lp
+        seqs = torch.cat([seqs, tokens[:, None]], dim=1)  # (N, t + 1)
+        done = tokens == model.eos_id  # (N,)
+        for row in done.nonzero()[:, 0].tolist():
+            lp = float(log_prob[row])
+            results[int(alive[row])] = [Hypothesis(seqs[row, :-1].tolist(), lp / length_penalty(step + 1,
+                                                                                      cfg.len_penalty), lp)]
+        keep = (~done).nonzero()[:, 0]  # (N',)
+        if keep.numel() == 0:
+            break
+        if keep.numel() < done.numel():
+            alive, tokens, seqs, log_prob = alive[keep], tokens[keep], seqs[keep], log_prob[keep]
+            state = reorder_state(state, keep)
+    return results
+
+
+@torch.inference_mode()
+def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchConfig) -> list[list[Hypothesis]]:
+    """src (B, S), src_lengths (B,) -> per sentence, its n_best hypotheses, best first."""
+    if not 1 <= cfg.n_best <= cfg.beam_size:
+        raise ValueError(f"need 1 <= n_best <= beam_size, got n_best={cfg.n_best}, beam_size={cfg.beam_size}")
+    batch, beam, device = src.size(0), cfg.beam_size, src.device
+    state = model.init_state(model.encode(src, src_lengths))
+    state = reorder_state(state, torch.arange(batch, device=device).repeat_interleave(beam))  # rows (B * K)
+    max_len = max_lengths(src_lengths, cfg, model.max_target_len).to(device)  # (B,)
+    alive = torch.arange(batch, device=device)  # (N,) sentence of each active beam group
+    tokens = torch.full((batch * beam,), model.bos_id, dtype=torch.long, device=device)  # (N * K,)
+    seqs = tokens.new_zeros(batch * beam, 0)  # (N * K, t)
+    scores = torch.zeros(batch, beam, device=device)  # (N, K) cumulative log-probs
+    scores[:, 1:] = -torch.inf  # all beams start identical: expand only the first
+    finished: list[list[Hypothesis]] = [[] for _ in range(batch)]
+    for step in range(int(max_len.max()) + 1):
+        n = alive.numel()
+        row_max_len = max_len[alive].repeat_interleave(beam)  # (N * K,)
+        lprobs, state = _next_log_probs(model, tokens, state, step, row_max_len, cfg)  # (N * K, V)
+        vocab = lprobs.size(-1)
+        cand = scores[:, :, None] + lprobs.view(n, beam, vocab)  # (N, K, V)
+        top_scores, top_idx = cand.view(n, beam * vocab).topk(2 * beam, dim=1)  # (N, 2K) best first
+        top_beam = torch.div(top_idx, vocab, rounding_mode="floor")  # (N, 2K) source beam
+        top_tok = top_idx % vocab  # (N, 2K)
+        is_eos = (top_tok == model.eos_id) & torch.isfinite(top_scores)  # (N, 2K)
+
+        # bookkeeping: EOS candidates ranked within the first K become finished hypotheses
+        penalty = length_penalty(step + 1, cfg.len_penalty)
+        alive_list = alive.tolist()
+        for i, j in is_eos[:, :beam].nonzero().tolist():
+            hyps = finished[alive_list[i]]
+            if len(hyps) < beam:
+                lp = float(top_scores[i, j])
+                hyps.append(Hypothesis(seqs[i * beam + int(top_beam[i, j])].tolist(), lp / penalty, lp))
+
+        # the best K non-EOS candidates stay alive (stable sort keeps the score order)
+        _, order = torch.sort(is_eos.to(torch.int8), dim=1, stable=True)  # (N, 2K) non-EOS first
+        keep = order[:, :beam]  # (N, K)
+        scores = top_scores.gather(1, keep)  # (N, K)
+        rows = (top_beam.gather(1, keep) + torch.arange(n, device=device)[:, None] * beam).view(-1)  # (N * K,)
+        tokens = top_tok.gather(1, keep).view(-1)  # (N * K,)
+
+        # sentences with K finished hypotheses or at their max length leave the batch
+        n_finished = torch.tensor([len(finished[s]) for s in alive_list], device=device)  # (N,)
+        active = (n_finished < beam) & (step < max_len[alive])  # (N,)
+        if not bool(active.any()):
+            break
+        rows = rows.view(n, beam)[active].view(-1)  # (N' * K,)
+        tokens = tokens.view(n, beam)[active].view(-1)  # (N' * K,)
+        scores, alive = scores[active], alive[active]  # (N', K), (N',)
+        seqs = torch.cat([seqs[rows], tokens[:, None]], dim=1)  # (N' * K, t + 1)
+        state = reorder_state(state, rows)
+    return [sorted(hyps, key=lambda h: -h.score)[: cfg.n_best] for hyps in finished]
+
+
+def search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchConfig) -> list[list[Hypothesis]]:
+    """Greedy search when beam_size == 1, beam search otherwise."""
+    if cfg.beam_size == 1:
+        return greedy_search(model, src, src_lengths, cfg)
+    return beam_search(model, src, src_lengths, cfg)

@@ -1,0 +1,198 @@
+"""Both architectures against the Seq2Seq contract: shapes, step == decode, padding, causality, low precision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from mt.batch import BOS_ID, EOS_ID, PAD_ID
+from mt.models import Seq2Seq, build_model, reorder_state
+from mt.models.attention import build_attention
+
+MODEL_CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+VOCAB = 23
+TINY = {
+    "lstm": {"embed_dim": 12, "encoder_hidden": 8, "encoder_layers": 2, "decoder_hidden": 16, "decoder_layers": 2},
+    "transformer": {"d_model": 16, "n_heads": 4, "ffn_dim": 24, "encoder_layers": 2, "decoder_layers": 2,
+                    "max_positions": 64},
+}
+# variant -> (preset, overrides); dot attention needs decoder_hidden == 2 * encoder_hidden (16 == 2 * 8)
+VARIANTS = {
+    "lstm": ("lstm", {}),
+    "lstm_input_feeding": ("lstm", {"input_feeding": True}),
+    "lstm_dot_untied": ("lstm", {"attention": "dot", "tie_output": False}),
+    "lstm_additive_feeding_unshared": ("lstm", {"attention": "additive", "input_feeding": True,
+                                                "share_embeddings": False}),
+    "transformer_pre_norm": ("transformer", {"pre_norm": True}),
+    "transformer_post_norm": ("transformer", {"pre_norm": False}),
+    "transformer_unshared": ("transformer", {"share_embeddings": False}),
+    "transformer_uncached": ("transformer", {}),
+}
+
+
+
+def load_preset(name: str) -> DictConfig:
+    """Compose conf/model/<name>.yaml with its defaults list resolved (as Hydra does for model=<name>)."""
+    with initialize_config_dir(config_dir=str(MODEL_CONF), version_base="1.3"):
+        return compose(config_name=name)
+
+
+def tiny_model(variant: str, seed: int = 0) -> Seq2Seq:
+    """A tiny eval-mode model of the variant, built from the preset yaml with small sizes."""
+    preset, overrides = VARIANTS[variant]
+    cfg = load_preset(preset)
+    cfg.update({**TINY[preset], **overrides})
+    torch.manual_seed(seed)
+    model = build_model(cfg, VOCAB).eval()
+    if variant.endswith("uncached"):
+        model.use_cache = False
+    return model
+
+
+def make_src(lengths: list[int], pad_to: int | None = None, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random EOS-terminated, PAD-padded sources (B, S) and their lengths (B,)."""
+    g = torch.Generator().manual_seed(seed)
+    width = pad_to or max(lengths)
+    src = torch.full((len(lengths), width), PAD_ID, dtype=torch.long)
+    for i, n in enumerate(lengths):
+        src[i, : n - 1] = torch.randint(4, VOCAB, (n - 1,), generator=g)
+        src[i, n - 1] = EOS_ID
+    return src, torch.tensor(lengths)
+
+
+def make_tgt_in(batch: int, length: int, seed: int = 2) -> torch.Tensor:
+    """Random BOS-initial target prefixes (B, T)."""
+    g = torch.Generator().manual_seed(seed)
+    tgt = torch.randint(4, VOCAB, (batch, length), generator=g)
+    tgt[:, 0] = BOS_ID
+    return tgt
+
+
+def step_all(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    """Logits (B, T, V) from stepping the decoder one token at a time."""
+    state = model.init_state(model.encode(src, lengths))
+    logits = []
+    for t in range(tgt_in.size(1)):
+        out, state = model.step(tgt_in[:, t], state)
+        logits.append(out)
+    return torch.stack(logits, dim=1)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_shapes(variant: str) -> None:
+    model = tiny_model(variant)
+    src, lengths = make_src([6, 4, 2])
+    enc = model.encode(src, lengths)
+    assert enc.memory.shape[:2] == (3, 6) and enc.mask.dtype == torch.bool
+    assert enc.mask.sum(1).tolist() == [6, 4, 2]
+    assert model.decode(enc, make_tgt_in(3, 5)).shape == (3, 5, VOCAB)
+    state = model.init_state(enc)
+    assert all(v.size(0) == 3 for v in state.values()), "every state tensor must be batch-first"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@torch.no_grad()
+def test_step_matches_decode(variant: str) -> None:
+    model = tiny_model(variant)
+    src, lengths = make_src([7, 5, 3])
+    tgt_in = make_tgt_in(3, 6)
+    full = model(src, lengths, tgt_in)  # (B, T, V)
+    torch.testing.assert_close(step_all(model, src, lengths, tgt_in), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@torch.no_grad()
+def test_reordered_state_steps_reordered_rows(variant: str) -> None:
+    model = tiny_model(variant)
+    src, lengths = make_src([7, 5, 3])
+    state = model.init_state(model.encode(src, lengths))
+    _, state = model.step(torch.full((3,), BOS_ID), state)
+    tokens = torch.tensor([5, 6, 7])
+    logits, _ = model.step(tokens, state)
+    index = torch.tensor([2, 0, 0, 1])
+    reordered, _ = model.step(tokens[index], reorder_state(state, index))
+    torch.testing.assert_close(reordered, logits[index], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@torch.no_grad()
+def test_extra_source_padding_changes_nothing(variant: str) -> None:
+    model = tiny_model(variant)
+    tgt_in = make_tgt_in(2, 5)
+    src, lengths = make_src([6, 3])
+    padded, _ = make_src([6, 3], pad_to=10)
+    enc, enc_padded = model.encode(src, lengths), model.encode(padded, lengths)
+    torch.testing.assert_close(enc_padded.memory[:, :6][enc.mask], enc.memory[enc.mask], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(padded, lengths, tgt_in), model(src, lengths, tgt_in), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step_all(model, padded, lengths, tgt_in), step_all(model, src, lengths, tgt_in),
+                               atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@torch.no_grad()
+def test_decoder_cannot_see_the_future(variant: str) -> None:
+    model = tiny_model(variant)
+    src, lengths = make_src([6, 4])
+    tgt_in = make_tgt_in(2, 6)
+    logits = model(src, lengths, tgt_in)
+    for t in range(tgt_in.size(1) - 1):
+        changed = tgt_in.clone()
+        changed[:, t + 1:] = (changed[:, t + 1:] + 1 - 4) % (VOCAB - 4) + 4  # other real tokens after t
+        out = model(src, lengths, changed)
+        torch.testing.assert_close(out[:, : t + 1], logits[:, : t + 1], atol=1e-6, rtol=1e-6)
+        assert not torch.allclose(out[:, t + 1:], logits[:, t + 1:])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@torch.no_grad()
+def test_bf16_autocast_gives_finite_logits(variant: str) -> None:
+    model = tiny_model(variant)
+    src, lengths = make_src([7, 2], pad_to=9)
+    tgt_in = make_tgt_in(2, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(src, lengths, tgt_in)
+        stepped = step_all(model, src, lengths, tgt_in)
+    assert torch.isfinite(logits).all() and torch.isfinite(stepped).all()
+
+
+@pytest.mark.parametrize("kind", ["dot", "general", "additive"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_attention_mask_is_dtype_safe(kind: str, dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    attn = build_attention(kind, 8, 8).to(dtype)
+    memory = torch.randn(2, 5, 8, dtype=dtype)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False]])
+    out = attn(torch.randn(2, 3, 8, dtype=dtype), attn.project_keys(memory), memory, mask)
+    assert torch.isfinite(out.context).all()
+    assert out.weights[1, :, 2:].abs().max() == 0
+    torch.testing.assert_close(out.weights.float().sum(-1), torch.ones(2, 3), atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize("preset", ["lstm", "transformer"])
+def test_shared_embeddings_are_one_matrix(preset: str) -> None:
+    cfg = load_preset(preset)
+    cfg.update(TINY[preset])
+    model = build_model(cfg, VOCAB)
+    assert model.src_embed.weight is model.tgt_embed.weight is model.output.weight
+    cfg.update(share_embeddings=False)
+    unshared = build_model(cfg, VOCAB)
+    assert unshared.num_parameters() > model.num_parameters()
+
+
+def count(preset: str, vocab_size: int) -> int:
+    with torch.device("meta"):  # no memory, no init cost: only the shapes matter
+        return build_model(load_preset(preset), vocab_size).num_parameters()
+
+
+@pytest.mark.parametrize(("pair", "vocab_size", "low", "high"), [
+    (("lstm", "transformer"), 8000, 10e6, 20e6),
+    (("lstm_base", "transformer_base"), 32000, 55e6, 65e6),
+])
+def test_presets_have_matched_sizes(pair: tuple[str, str], vocab_size: int, low: float, high: float) -> None:
+    n_lstm, n_transformer = (count(name, vocab_size) for name in pair)
+    assert low <= n_lstm <= high and low <= n_transformer <= high, (n_lstm, n_transformer)
+    assert abs(n_lstm - n_transformer) <= 0.05 * max(n_lstm, n_transformer), (n_lstm, n_transformer)
