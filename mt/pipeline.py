@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import hydra
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
@@ -41,7 +43,16 @@ class TrainResult:
     global_step: int
     epochs: int
     num_parameters: int
+    peak_memory_mb: float  # CUDA: peak allocated by this process; CPU: peak resident set size
+    fit_seconds: float  # wall-clock time of fitting, validation included, summed over resumes
     test: dict[str, dict] = field(default_factory=dict)
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: CUDA allocator peak when on GPU, else the peak RSS."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
@@ -94,7 +105,7 @@ def train(cfg: DictConfig) -> TrainResult:
         log.info("averaged %d best checkpoints into %s", len(ckpt_cb.best_k_models), averaged)
 
     result = TrainResult(str(output_dir), best_bleu, best, last, averaged, trainer.global_step,
-                         trainer.current_epoch, n_params)
+                         trainer.current_epoch, n_params, round(peak_memory_mb(), 1), round(module.elapsed_s(), 1))
     if cfg.test_after_fit and not trainer.interrupted:
         module.references = {name: dm.references(name) for name in dm.test_names}
         module.eval_names = list(dm.test_names)
