@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +15,7 @@ from mt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
 from mt.errors import MTError
 from mt.pipeline import train
 from mt.translate import Translator
-from tests.utils import compose_train, tiny_overrides
+from tests.utils import ROOT, compose_train, tiny_overrides
 
 ARCHS = ["transformer", "lstm"]
 
@@ -71,11 +74,29 @@ def test_resume_continues_exactly(tmp_path, cache):
         assert got[step] == pytest.approx(want[step], rel=1e-5, abs=1e-6), step
 
 
-def test_bf16_mixed_on_cpu(tmp_path, cache):
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+def test_mixed_precision_on_cpu_and_max_steps_mid_epoch(precision, tmp_path, cache):
     result = train(compose_train(tiny_overrides("transformer", tmp_path / "run", cache) +
-                                 ["trainer.precision=bf16-mixed", "test_after_fit=false"]))
+                                 [f"trainer.precision={precision}", "trainer.max_steps=4", "test_after_fit=false"]))
     losses = train_losses(tmp_path / "run")
-    assert result.global_step > 0 and all(torch.isfinite(torch.tensor(list(losses.values()))))
+    assert result.global_step == 4 and len(losses) == 4
+    assert all(torch.isfinite(torch.tensor(list(losses.values()))))
+
+
+def test_multirun_trains_both_architectures(tmp_path, cache):
+    """python train.py -m model=lstm,transformer: one Hydra sweep, one run folder per architecture."""
+    overrides = [o for o in tiny_overrides("lstm", tmp_path, cache, limit=60)
+                 if not o.startswith(("paths.output_dir", "model"))]
+    r = subprocess.run([sys.executable, "train.py", "-m", "model=lstm,transformer", *overrides,
+                        "model.decoder_layers=1", "model.encoder_layers=1", "trainer.fast_dev_run=true",
+                        f"hydra.sweep.dir={tmp_path / 'sweep'}", "hydra.sweep.subdir=${hydra.job.num}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    for num, target in ((0, "LSTMSeq2Seq"), (1, "Transformer")):
+        composed = (tmp_path / "sweep" / str(num) / ".hydra" / "config.yaml").read_text()
+        assert f"mt.models.{'lstm' if num == 0 else 'transformer'}.{target}" in composed
+        assert (tmp_path / "sweep" / str(num) / "results.json").is_file()
 
 
 def test_nonfinite_loss_stops_with_step(tmp_path, cache):
