@@ -65,3 +65,9 @@ def test_unknown_key_on_command_line_is_one_message():
     r = subprocess.run([sys.executable, "train.py", "trainer.max_epoch=3"], cwd=ROOT, capture_output=True,
                        text=True, timeout=120, env=env)
     assert r.returncode != 0 and "max_epoch" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_experiment_overrides_trainer():
+    cfg = compose_train(["experiment=multi30k_cpu", "model=lstm", "paths.output_dir=/tmp/x"])
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.max_time == "00:00:50:00"
+    assert cfg.model._target_ == "mt.models.lstm.LSTMSeq2Seq"
