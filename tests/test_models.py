@@ -196,3 +196,24 @@ def test_presets_have_matched_sizes(pair: tuple[str, str], vocab_size: int, low:
     n_lstm, n_transformer = (count(name, vocab_size) for name in pair)
     assert low <= n_lstm <= high and low <= n_transformer <= high, (n_lstm, n_transformer)
     assert abs(n_lstm - n_transformer) <= 0.05 * max(n_lstm, n_transformer), (n_lstm, n_transformer)
+
+
+@pytest.mark.parametrize("pre_norm", [True, False])
+def test_math_attention_matches_sdpa(pre_norm: bool) -> None:
+    """attention_impl=math (explicit attention matrix) computes what SDPA computes: logits, steps, gradients."""
+    models = {}
+    for impl in ("sdpa", "math"):
+        cfg = load_preset("transformer")
+        cfg.update({**TINY["transformer"], "pre_norm": pre_norm, "attention_impl": impl})
+        torch.manual_seed(0)
+        models[impl] = build_model(cfg, VOCAB).eval()
+    src, lengths = make_src([7, 5, 2], pad_to=8)
+    tgt_in = make_tgt_in(3, 6)
+    out = {impl: m(src, lengths, tgt_in) for impl, m in models.items()}
+    torch.testing.assert_close(out["math"], out["sdpa"], atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(step_all(models["math"], src, lengths, tgt_in), out["sdpa"], atol=1e-5, rtol=1e-5)
+    for impl in out:
+        out[impl].logsumexp(-1).sum().backward()
+    for (name, p_sdpa), p_math in zip(models["sdpa"].named_parameters(), models["math"].parameters(), strict=True):
+        torch.testing.assert_close(p_math.grad, p_sdpa.grad, atol=1e-5, rtol=1e-4, msg=name)

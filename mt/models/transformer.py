@@ -26,7 +26,9 @@ class Transformer(Seq2Seq):
 
     def __init__(self, *, vocab_size: int, d_model: int, n_heads: int, ffn_dim: int, encoder_layers: int,
                  decoder_layers: int, dropout: float, attention_dropout: float, activation_dropout: float,
-                 pre_norm: bool, share_embeddings: bool, max_positions: int) -> None:
+                 pre_norm: bool, share_embeddings: bool, max_positions: int, attention_impl: str = "sdpa") -> None:
+        # attention_impl's default (conf/model/transformer.yaml sets it) is here only so that checkpoints written
+        # before the option existed, whose stored model config lacks the key, still load.
         super().__init__(vocab_size)
         self.n_heads = n_heads
         self.d_head = d_model // n_heads
@@ -39,7 +41,8 @@ class Transformer(Seq2Seq):
         self.max_source_len = max_positions
         self.max_target_len = max_positions - 1  # position 0 holds BOS
         self.dropout = nn.Dropout(dropout)
-        layer_args = (d_model, n_heads, ffn_dim, dropout, attention_dropout, activation_dropout, pre_norm)
+        layer_args = (d_model, n_heads, ffn_dim, dropout, attention_dropout, activation_dropout, pre_norm,
+                      attention_impl)
         self.encoder = nn.ModuleList(EncoderLayer(*layer_args) for _ in range(encoder_layers))
         self.decoder = nn.ModuleList(DecoderLayer(*layer_args) for _ in range(decoder_layers))
         # pre-norm stacks end with a layer norm; post-norm layers already end normalised

@@ -1,7 +1,9 @@
 """Transformer building blocks: sinusoidal positions, multi-head attention on SDPA, encoder/decoder layers.
 
 Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` with boolean masks (True = may
-attend) or ``is_causal``, so fused kernels are used where available and masks are dtype-safe.
+attend) or ``is_causal``, so fused kernels are used where available and masks are dtype-safe. The ``math``
+implementation computes the same function with an explicit (T, S) attention matrix (for benchmarking the
+memory that fused kernels save).
 """
 
 from __future__ import annotations
@@ -39,13 +41,36 @@ class SinusoidalPositions(nn.Module):
         return self.table[positions]
 
 
-class MultiHeadAttention(nn.Module):
-    """Multi-head attention: q/k/v projections + SDPA + output projection."""
+ATTENTION_IMPLS = ("sdpa", "math")
 
-    def __init__(self, d_model: int, n_heads: int, attention_dropout: float) -> None:
+
+def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, is_causal: bool) -> Tensor:
+    """SDPA's function with an explicit attention matrix. q (B, h, T, dh), k/v (B, h, S, dh) -> (B, h, T, dh).
+
+    mask: bool broadcastable to (B, h, T, S), True = may attend; is_causal: top-left aligned lower triangle.
+    """
+    scores = q @ k.transpose(-2, -1) * q.size(-1) ** -0.5  # (B, h, T, S)
+    if is_causal:
+        causal = torch.ones(q.size(-2), k.size(-2), dtype=torch.bool, device=q.device).tril()  # (T, S)
+        mask = causal if mask is None else mask & causal
+    if mask is not None:
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (B, h, T, S)
+    weights = torch.softmax(scores, dim=-1)  # (B, h, T, S)
+    if dropout > 0:
+        weights = F.dropout(weights, p=dropout)
+    return weights.to(v.dtype) @ v  # (B, h, T, dh)
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head attention: q/k/v projections + SDPA (or the explicit ``math`` matrix) + output projection."""
+
+    def __init__(self, d_model: int, n_heads: int, attention_dropout: float, impl: str) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+        if impl not in ATTENTION_IMPLS:
+            raise ValueError(f"attention_impl={impl!r} is unknown; use one of {', '.join(ATTENTION_IMPLS)}")
+        self.impl = impl
         self.n_heads = n_heads
         self.d_head = d_model // n_heads
         self.attention_dropout = attention_dropout
@@ -67,7 +92,10 @@ class MultiHeadAttention(nn.Module):
         q = self._heads(self.q_proj(x))  # (B, h, T, dh)
         k, v = kv.k.to(q.dtype), kv.v.to(q.dtype)
         dropout = self.attention_dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
+        if self.impl == "math":
+            out = math_attention(q, k, v, mask, dropout, is_causal)  # (B, h, T, dh)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
         out = out.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, h, T, dh) -> (B, T, D)
         return self.out_proj(out)
 
@@ -108,9 +136,9 @@ class EncoderLayer(nn.Module):
     """Self-attention + feed-forward."""
 
     def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float, attention_dropout: float,
-                 activation_dropout: float, pre_norm: bool) -> None:
+                 activation_dropout: float, pre_norm: bool, attention_impl: str) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, attention_impl)
         self.ffn = FeedForward(d_model, ffn_dim, activation_dropout)
         self.res_attn = Residual(d_model, dropout, pre_norm)
         self.res_ffn = Residual(d_model, dropout, pre_norm)
@@ -126,10 +154,10 @@ class DecoderLayer(nn.Module):
     """Causal self-attention (with optional KV cache) + cross-attention + feed-forward."""
 
     def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float, attention_dropout: float,
-                 activation_dropout: float, pre_norm: bool) -> None:
+                 activation_dropout: float, pre_norm: bool, attention_impl: str) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, attention_impl)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, attention_impl)
         self.ffn = FeedForward(d_model, ffn_dim, activation_dropout)
         self.res_self = Residual(d_model, dropout, pre_norm)
         self.res_cross = Residual(d_model, dropout, pre_norm)

@@ -1,0 +1,36 @@
+"""Benchmark training throughput, memory against sequence length and decoding speed; print a table.
+
+python -m mt.bench [models=[lstm,transformer]] [device=auto|cpu|cuda] [precisions=[32,bf16]]
+                   [sections=[throughput,memory,decoding]] [memory.lengths=[64,128,256]] [throughput.steps=8]
+                   [+ckpts.transformer=PATH +ckpts.lstm=PATH]
+Writes bench.json (and the printed table as bench.txt) into the Hydra run folder (outputs/bench/<date>/).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    from mt.bench.run import run_bench
+    from mt.bench.table import render
+    from mt.errors import one_line_errors
+    from mt.textio import atomic_write_text
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    with one_line_errors():
+        results = run_bench(cfg, out_dir)
+    text = render(results)
+    atomic_write_text(out_dir / "bench.txt", text)
+    print(text + f"\nwritten: {out_dir / 'bench.json'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""run_bench(cfg): every selected section, the targets, bench.json; the plain function behind mt.bench."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mt.bench.decoding import measure_decoding
+from mt.bench.memory import measure_curves
+from mt.bench.models import CONF_DIR, ModelSpec, model_specs
+from mt.bench.system import resolve_device, system_info
+from mt.bench.targets import evaluate_targets
+from mt.bench.throughput import LIGHTNING_PRECISION, measure, synthetic_batches
+from mt.data import TranslationDataModule
+from mt.errors import MTError
+from mt.textio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+SECTIONS = ("throughput", "memory", "decoding")
+
+
+def bench_defaults() -> DictConfig:
+    """conf/bench.yaml's own settings (no defaults list, no hydra node), for callers outside its Hydra app."""
+    cfg = OmegaConf.load(CONF_DIR / "bench.yaml")
+    for key in ("defaults", "hydra"):
+        cfg.pop(key, None)
+    return cfg
+
+
+def _check(cfg: DictConfig) -> None:
+    unknown = sorted(set(cfg.sections) - set(SECTIONS))
+    if unknown:
+        raise MTError(f"sections: unknown {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    bad = sorted({str(p) for p in cfg.precisions} - set(LIGHTNING_PRECISION))
+    if bad:
+        raise MTError(f"precisions: unknown {', '.join(bad)}; use 32, bf16 or 16")
+    bad = sorted(set(cfg.throughput.sources) - {"synthetic", "real"})
+    if bad:
+        raise MTError(f"throughput.sources: unknown {', '.join(bad)}; use synthetic and/or real")
+    if int(cfg.throughput.warmup) < 1 or int(cfg.throughput.steps) < 1:
+        raise MTError("throughput.warmup and throughput.steps must be at least 1")
+
+
+def _real_batches(dm: TranslationDataModule, n: int) -> list:
+    """The first ``n`` batches of the training loader (epoch 0), repeated from the start if there are fewer."""
+    loaded = []
+    for batch in dm.train_dataloader():
+        loaded.append(batch)
+        if len(loaded) == n:
+            break
+    return [loaded[i % len(loaded)] for i in range(n)]
+
+
+def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab_size: int, device: torch.device,
+                   cfg: DictConfig) -> dict:
+    t = cfg.throughput
+    n = int(t.warmup) + int(t.steps)
+    sources = {}
+    if "synthetic" in t.sources:
+        sources["synthetic"] = synthetic_batches(n, int(t.synthetic_batch), int(t.synthetic_length), vocab_size,
+                                                 int(cfg.seed))
+    if "real" in t.sources:
+        sources["real"] = _real_batches(dm, n)
+    rows = []
+    for preset, spec in specs.items():
+        make_module = functools.partial(spec.module, vocab_size, cfg.decode, cfg.data, int(cfg.seed))
+        for precision in map(str, cfg.precisions):
+            for source, batches in sources.items():
+                start = time.perf_counter()
+                row = measure(spec, make_module, batches, precision, source, device, t)
+                rows.append(row.as_dict())
+                log.info("throughput %s %s %s: bare %.0f tok/s, pipeline %s (%.0f s)", preset, precision, source,
+                         row.bare_tok_s, "n/a" if row.pipeline_tok_s is None else f"{row.pipeline_tok_s:.0f} tok/s",
+                         time.perf_counter() - start)
+    return {"warmup": int(t.warmup), "steps": int(t.steps), "repeats": int(t.repeats),
+            "synthetic_shape": [int(t.synthetic_batch), int(t.synthetic_length)], "rows": rows}
+
+
+def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
+    """Run the sections in ``cfg.sections``; write ``out_dir/bench.json``; return everything as plain data."""
+    _check(cfg)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    device = resolve_device(str(cfg.device))
+    results: dict = {"config": OmegaConf.to_container(cfg, resolve=True), "system": system_info(device)}
+    specs = model_specs(cfg)
+    dm = TranslationDataModule(cfg.data, cfg.paths, seed=int(cfg.seed))
+    dm.prepare_data()
+    dm.setup()
+    stats = dm.stats()
+    vocab_size = dm.tokenizer.vocab_size
+    results["data"] = {k: stats[k] for k in ("name", "pair", "vocab_size", "train_batches", "max_tokens",
+                                             "padding_fraction")}
+    with torch.device("meta"):  # parameter counts without allocating
+        results["models"] = {p: {"params": s.build(vocab_size, 0).num_parameters(), "ckpt": s.ckpt,
+                                 "model": OmegaConf.to_container(s.model, resolve=True)} for p, s in specs.items()}
+    seconds = {}
+    for section in [s for s in SECTIONS if s in cfg.sections]:
+        start = time.perf_counter()
+        log.info("bench: %s", section)
+        if section == "throughput":
+            results[section] = run_throughput(specs, dm, vocab_size, device, cfg)
+        elif section == "memory":
+            curves = measure_curves(specs, vocab_size, device, cfg.memory, int(cfg.seed))
+            results[section] = {"batch_size": int(cfg.memory.batch_size), "precision": str(cfg.memory.precision),
+                                "curves": [c.as_dict() for c in curves]}
+        else:
+            results[section] = measure_decoding(specs, dm.tokenizer, vocab_size, dm.sources("validation"),
+                                                cfg.decode, device, cfg.decoding, int(cfg.seed))
+        seconds[section] = round(time.perf_counter() - start, 1)
+    results["seconds"] = seconds
+    results["targets"] = evaluate_targets(results, cfg.targets)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "bench.json", json.dumps(results, indent=2) + "\n")
+    return results

@@ -1,0 +1,46 @@
+"""The comparison's benchmarks: mt.bench in-process on the trained checkpoints, reused when nothing changed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mt.bench import bench_defaults, run_bench
+from mt.bench.table import render
+from mt.compare.runs import RunOutcome
+from mt.textio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def bench_config(cfg: DictConfig, ckpts: dict[str, str], out_dir: Path) -> DictConfig:
+    """conf/bench.yaml + ``cfg.bench_overrides``, with this comparison's models, checkpoints, data and device."""
+    overrides = OmegaConf.from_dotlist([str(o) for o in cfg.bench_overrides])
+    return OmegaConf.merge(bench_defaults(), overrides, {
+        "models": list(cfg.models), "ckpts": ckpts, "model_overrides": {}, "device": cfg.device,
+        "seed": cfg.seed, "paths": OmegaConf.merge(cfg.paths, {"output_dir": str(out_dir)}), "data": cfg.data,
+        "decode": cfg.decode})
+
+
+def run_benchmarks(cfg: DictConfig, outcomes: dict[str, RunOutcome], out_dir: Path) -> dict:
+    """bench.json of ``out_dir`` when it was made from the same checkpoints and settings, else a fresh run."""
+    ckpts = {p: str(o.checkpoint()) for p, o in outcomes.items() if o.checkpoint() is not None}
+    bcfg = bench_config(cfg, ckpts, out_dir)
+    stamp = {"checkpoints": {p: [c, Path(c).stat().st_mtime] for p, c in ckpts.items()},
+             "config": OmegaConf.to_container(bcfg, resolve=True)}
+    stamp = json.loads(json.dumps(stamp))  # as it reads back from JSON
+    path = out_dir / "bench.json"
+    if path.is_file() and not cfg.rerun_bench:
+        earlier = json.loads(path.read_text())
+        if earlier.get("compare_stamp") == stamp:
+            log.info("benchmarks: reusing %s (same checkpoints and settings; rerun_bench=true to measure again)", path)
+            return earlier
+    log.info("benchmarks: measuring (sections %s) into %s", list(bcfg.sections), out_dir)
+    results = run_bench(bcfg, out_dir)
+    results["compare_stamp"] = stamp
+    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out_dir / "bench.txt", render(results))
+    return results

@@ -1,0 +1,151 @@
+"""REPORT.md of the comparison: verdicts, setup, and one table per metric, from results.json's numbers."""
+
+from __future__ import annotations
+
+from mt.bench.table import fmt
+
+
+def md_table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[c if isinstance(c, str) else fmt(c) for c in row] for row in rows]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in cells])
+
+
+def _min(seconds: float | None) -> str:
+    if seconds is None:
+        return "not reached"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _f(x: float | None, digits: int = 2) -> str:
+    return "n/a" if x is None else f"{x:,.{digits}f}"
+
+
+def setup_section(res: dict) -> str:
+    s, b, d = res["system"], res["budget"], res.get("data", {})
+    gpu = s.get("cuda_device") or "none"
+    mode = f"in parallel (OMP_NUM_THREADS={b['omp_threads']} each)" if b["parallel"] else "one after the other"
+    lines = [
+        "## Setup",
+        f"- Hardware: {s['cpu']}, {s['cpu_count']} cores; GPU: {gpu}.",
+        f"- Software: Python {s['python']}, torch {s['torch']}, Lightning {s['lightning']} ({s['platform']}).",
+        f"- Data: {d.get('name', 'n/a')} {d.get('pair', '')}, joint vocabulary {fmt(d.get('vocab_size'))}, "
+        f"{fmt(d.get('train_batches'))} training batches of <= {fmt(d.get('max_tokens'))} tokens, padding "
+        f"{_f(100 * d['padding_fraction'] if d.get('padding_fraction') is not None else None, 1)}%.",
+        f"- Training budget per model: max epochs {b['max_epochs']}, max time {b['max_time'] or 'none'}, precision "
+        f"{b['precision']}; {mode}; train.py overrides: "
+        f"`{' '.join(b['train_overrides'])}`.",
+        f"- Benchmarks on {res['bench_system']['device']} (load average {res['bench_system']['load_average_1m']} "
+        f"when they started; torch threads {res['bench_system']['torch_threads']}).",
+    ]
+    return "\n".join(lines)
+
+
+def quality_section(res: dict) -> str:
+    rows, sigs = [], set()
+    for p, s in res["runs"].items():
+        vb = s["val_best"] or {}
+        tests = s["test"] or {"n/a": {}}
+        for name, t in tests.items():
+            rows.append([p, s["params"], _f(vb.get("bleu")), _f(vb.get("chrf")), fmt(vb.get("epoch")), name,
+                         _f(t.get("bleu")), _f(t.get("chrf"))])
+            if t:
+                sigs.add(f"BLEU `{t['bleu_signature']}`; chrF `{t['chrf_signature']}`")
+    out = ["## Parameters and translation quality",
+           md_table(["model", "params", "best val BLEU", "val chrF (at best BLEU)", "epoch of best", "test set",
+                     "test BLEU", "test chrF"], rows),
+           "", "Test scores are of the best validation checkpoint (the pipeline's own test pass, the decoding code "
+           "of evaluate.py). sacreBLEU signatures: " + ("; ".join(sorted(sigs)) or "n/a") + "."]
+    return "\n".join(out)
+
+
+def training_section(res: dict) -> str:
+    rows = [[p, fmt(s["epochs"]), fmt(s["global_step"]), _min(s["fit_seconds"]),
+             "n/a" if s["peak_memory_mb"] is None else f"{s['peak_memory_mb']:,.0f} MB",
+             _f(s["train_tok_s_median"], 0), _f(s["bench_tok_s_pipeline"], 0), _f(s["bench_tok_s_bare"], 0)]
+            for p, s in res["runs"].items()]
+    levels = next(iter(res["runs"].values()))["time_to_bleu"] if res["runs"] else {}
+    trows = [[f"BLEU {lvl}", *(_min(s["time_to_bleu"][lvl]) for s in res["runs"].values())] for lvl in levels]
+    return "\n".join([
+        "## Training: time, memory, throughput",
+        md_table(["model", "epochs", "steps", "fit time", "peak memory", "tok/s (training log median)",
+                  "tok/s bench pipeline", "tok/s bench bare loop"], rows), "",
+        "Fit time: wall-clock of fitting, validation included, summed over resumes. Peak memory: CUDA peak "
+        "allocated, or the training process's peak RSS on CPU (of its last start when resumed). The bench "
+        "figures are on the real training batches at the training precision, one model at a time.", "",
+        "### Wall-clock time to reach a validation BLEU", md_table(["level", *res["runs"]], trows)])
+
+
+def throughput_section(bench: dict) -> str:
+    t = bench.get("throughput")
+    if not t:
+        return "## Training throughput benchmark\nnot measured"
+    rows = [[r["preset"], r["precision"], r["source"], round(r["tokens_per_step"]), _f(r["bare_tok_s"], 0),
+             _f(r["pipeline_tok_s"], 0), "n/a" if r["pipeline_vs_bare"] is None else f"{r['pipeline_vs_bare']:.2f}x"]
+            for r in t["rows"]]
+    return "\n".join([f"## Training throughput benchmark (target tokens/s; median of {t['repeats']} alternating "
+                      f"runs of {t['steps']} steps after {t['warmup']} warm-up)",
+                      md_table(["model", "precision", "batches", "tokens/step", "bare PyTorch loop",
+                                "pipeline (Lightning)", "pipeline/bare"], rows)])
+
+
+def memory_section(bench: dict) -> str:
+    m = bench.get("memory")
+    if not m or not m["curves"]:
+        return "## Memory against sequence length\nnot measured"
+    curves = m["curves"]
+    lengths = sorted({p["length"] for c in curves for p in c["points"]})
+    by = {c["name"]: {p["length"]: p for p in c["points"]} for c in curves}
+    rows = [[n, *("skipped" if not by[c["name"]][n]["bytes"] else f"{by[c['name']][n]['bytes'] / 2**20:,.1f}"
+                  for c in curves)] for n in lengths]
+    exps = [[c["name"], _f(c["exponent"]), c["backend"],
+             next((p["skipped"] for p in c["points"] if p["skipped"]), "")] for c in curves]
+    return "\n".join([f"## Memory against sequence length (MiB: {curves[0]['metric']}; batch {m['batch_size']}, "
+                      f"precision {m['precision']})", md_table(["length", *by], rows), "",
+                      md_table(["curve", "growth exponent (upper half)", "attention kernel", "skipped"], exps)])
+
+
+def decoding_section(bench: dict) -> str:
+    d = bench.get("decoding")
+    if not d:
+        return "## Decoding\nnot measured"
+    notes = [f"- {p}: {'trained checkpoint' if ok else 'no checkpoint: random weights, fixed output length'}"
+             for p, ok in d["trained"].items()]
+    speed = [[s["preset"], "greedy" if s["beam"] == 1 else f"beam {s['beam']}", s["sentences"], _f(s["sent_s"], 1),
+              _f(s["tok_s"], 0)] for s in d["speed"]]
+    single = [[r["preset"], r["beam"], _f(1000 * r["batched_s_per_sentence"]), _f(1000 * r["single_s_per_sentence"]),
+               f"{r['speedup']:.1f}x"] for r in d["batched_vs_single"]]
+    lat = d["latency"]
+    n = len(lat[0]["ms"]) if lat else 0
+    marks = sorted({p for p in (1, 10, 50, 100, n) if 0 < p <= n})
+    lrows = [[c["name"], *(_f(c["ms"][p - 1]) for p in marks), f"{c['growth']:.2f}x"] for c in lat]
+    cache = [f"- {p}: cached {r['cached_ms']:.2f} ms vs uncached {r['uncached_ms']:.2f} ms per step around position "
+             f"{r['at']}: {r['ratio']:.1f}x" for p, r in d["cache_speedup"].items()]
+    return "\n".join(["## Decoding (validation set)", *notes, "",
+                      md_table(["model", "search", "sentences", "sentences/s", "tokens/s"], speed), "",
+                      "Batched beam search over the whole set vs one sentence at a time (evenly spaced subset), "
+                      "ms per sentence:", md_table(["model", "beam", "batched", "one at a time", "speed-up"], single),
+                      "", "Per-token latency of incremental decoding, ms per step (median) at position:",
+                      md_table(["decoder", *map(str, marks), "last/first tenth"], lrows), "", *cache])
+
+
+def targets_section(bench: dict) -> str:
+    rows = [[t["name"], "n/a" if t["value"] is None else f"{t['value']:.3g}", f"{t['op']} {t['target']:g}",
+             "n/a" if t["pass"] is None else "pass" if t["pass"] else "FAIL"] for t in bench.get("targets", [])]
+    return "## Engineering targets (mt.bench)\n" + md_table(["target", "measured", "wanted", "result"], rows)
+
+
+def render_report(res: dict) -> str:
+    """The whole REPORT.md."""
+    bench = res["bench"]
+    claims = res["claims"] or []
+    verdicts = [f"{c['id']}. {c['claim']}: **{c['verdict']}**. {c['evidence']}." for c in claims] or [
+        "No verdicts: the claims need one Transformer and one recurrent model."]
+    plots = [f"![{name}]({file})" for name, file in res["plots"].items()]
+    parts = [f"# {' vs '.join(res['runs'])}: {res['data'].get('name', '')} {res['data'].get('pair', '')}",
+             f"Written by `python -m mt.compare` on {res['written']}. Every number below is measured (results.json "
+             "holds them all); the verdicts are computed from them with the thresholds in conf/compare.yaml.",
+             "## Verdicts\n" + "\n".join(verdicts), setup_section(res), quality_section(res), training_section(res),
+             throughput_section(bench), memory_section(bench), decoding_section(bench), targets_section(bench),
+             "## Plots\n" + ("\n\n".join(plots) or "none")]
+    return "\n\n".join(parts) + "\n"

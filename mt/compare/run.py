@@ -1,0 +1,56 @@
+"""compare(cfg): train (or resume) every model, benchmark the checkpoints, write REPORT.md, results.json, plots."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mt.bench.system import resolve_device, system_info
+from mt.compare.benchmarks import run_benchmarks
+from mt.compare.claims import verdicts
+from mt.compare.plots import write_plots
+from mt.compare.report import render_report
+from mt.compare.runs import execute, forwarded_overrides, plan_runs, read_outcome, run_env
+from mt.compare.summary import roles, summarize_run
+from mt.textio import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
+    """The whole comparison; ``task_overrides`` are this command's Hydra overrides (data/paths/decode go on)."""
+    out = Path(cfg.output_dir).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    plans = plan_runs(cfg, out, forwarded_overrides(task_overrides))
+    execute(plans, bool(cfg.parallel))
+    outcomes = {p.preset: read_outcome(p.preset, p.run_dir) for p in plans}
+
+    bench = run_benchmarks(cfg, outcomes, out / "bench")
+    levels = [float(x) for x in cfg.bleu_levels]
+    runs = {p: summarize_run(o, bench, levels) for p, o in outcomes.items()}
+    first = next(iter(runs.values()))
+    n_todo = len(plans)
+    results = {
+        "written": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "output_dir": str(out),
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "system": system_info(resolve_device(str(cfg.device))),
+        "bench_system": bench["system"],
+        "data": bench.get("data", {}),
+        "budget": {**first["budget"], "parallel": bool(cfg.parallel),
+                   "omp_threads": run_env(bool(cfg.parallel), n_todo).get("OMP_NUM_THREADS", os.environ.get(
+                       "OMP_NUM_THREADS")), "train_overrides": [str(o) for o in cfg.train_overrides]},
+        "runs": runs,
+        "roles": roles(runs),
+        "bench": bench,
+    }
+    results["claims"] = verdicts(runs, results["roles"], bench, cfg.claims)
+    results["plots"] = write_plots(runs, bench, out)
+    atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out / "REPORT.md", render_report(results))
+    return results

@@ -1,0 +1,197 @@
+"""Training runs of the comparison: train.py subprocesses that resume, and what each finished run produced.
+
+A run lives in ``<output_dir>/runs/<preset>`` with its log beside it (``runs/<preset>.log``). A run with a
+``results.json`` is finished and never retrained; one with ``checkpoints/last.ckpt`` but no results continues
+from that checkpoint; anything else starts fresh.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mt.errors import MTError
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+FORWARDED = ("data", "paths", "decode")  # override prefixes of the compare command that every run gets too
+_PLAIN = re.compile(r"^[\w/.:~+-]+$")
+
+
+@dataclass
+class RunPlan:
+    """How one preset's run is started (or that it is not)."""
+
+    preset: str
+    run_dir: Path
+    status: str  # finished | resume | fresh
+    command: list[str] = field(default_factory=list)
+
+    @property
+    def log_path(self) -> Path:
+        return self.run_dir.parent / f"{self.run_dir.name}.log"
+
+
+def run_status(run_dir: Path) -> str:
+    if (run_dir / "results.json").is_file():
+        return "finished"
+    if (run_dir / "checkpoints" / "last.ckpt").is_file():
+        return "resume"
+    return "fresh"
+
+
+def forwarded_overrides(task_overrides: list[str]) -> list[str]:
+    """The compare command's own data/paths/decode overrides (as typed), for every train.py run."""
+    out = []
+    for o in task_overrides:
+        key = o.lstrip("+~").split("=", 1)[0]
+        if key.split(".", 1)[0] in FORWARDED and key != "paths.output_dir":
+            out.append(o)
+    return out
+
+
+def _value(path: Path) -> str:
+    """A path as a Hydra override value (quoted when it has characters the override grammar treats specially)."""
+    text = str(path)
+    return text if _PLAIN.match(text) else "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def plan_runs(cfg: DictConfig, output_dir: Path, forwarded: list[str]) -> list[RunPlan]:
+    """One plan per preset, with the train.py command line (resuming from last.ckpt when there is one)."""
+    unknown = sorted(set(cfg.model_overrides or {}) - set(cfg.models))
+    if unknown:
+        raise MTError(f"model_overrides names {', '.join(unknown)}, which are not in models={list(cfg.models)}")
+    plans = []
+    for preset in cfg.models:
+        run_dir = output_dir / "runs" / str(preset)
+        status = run_status(run_dir)
+        command = [sys.executable, str(ROOT / "train.py"), f"model={preset}", *forwarded,
+                   *map(str, cfg.train_overrides), *map(str, (cfg.model_overrides or {}).get(preset) or []),
+                   f"hydra.run.dir={_value(run_dir)}"]
+        if status == "resume":
+            command.append(f"ckpt_path={_value(run_dir / 'checkpoints' / 'last.ckpt')}")
+        plans.append(RunPlan(str(preset), run_dir, status, command))
+    return plans
+
+
+def run_env(parallel: bool, n_runs: int) -> dict[str, str]:
+    """The environment of every run: ours; in parallel, the cores shared out by OMP_NUM_THREADS."""
+    env = dict(os.environ)
+    if parallel and n_runs > 1:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // n_runs))
+    return env
+
+
+def execute(plans: list[RunPlan], parallel: bool) -> None:
+    """Start the runs that are not finished (all at once when ``parallel``) and wait; a failed run is an error."""
+    todo = [p for p in plans if p.status != "finished"]
+    for p in plans:
+        if p.status == "finished":
+            log.info("%s: finished earlier (%s), not retrained", p.preset, p.run_dir / "results.json")
+    env = run_env(parallel, len(todo))
+    failed = []
+    groups = [todo] if parallel else [[p] for p in todo]
+    for group in groups:
+        procs = []
+        try:
+            for p in group:
+                p.run_dir.parent.mkdir(parents=True, exist_ok=True)
+                logf = open(p.log_path, "a", encoding="utf-8")  # closed after the run
+                logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} mt.compare: {p.status} run: "
+                           f"{' '.join(p.command)}\n")
+                logf.flush()
+                log.info("%s: %s run (log: %s)%s", p.preset, p.status, p.log_path,
+                         f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if parallel and len(todo) > 1 else "")
+                procs.append((p, subprocess.Popen(p.command, cwd=os.getcwd(), env=env, stdout=logf,
+                                                  stderr=subprocess.STDOUT), logf, time.perf_counter()))
+            for p, proc, logf, start in procs:
+                rc = proc.wait()
+                logf.close()
+                log.info("%s: exit %d after %.0f s", p.preset, rc, time.perf_counter() - start)
+                if rc != 0 or not (p.run_dir / "results.json").is_file():
+                    failed.append(f"{p.preset} (exit {rc}; see {p.log_path})")
+        except BaseException:
+            for _, proc, _, _ in procs:  # our own children only
+                if proc.poll() is None:
+                    proc.terminate()
+            raise
+    if failed:
+        raise MTError(f"training failed: {', '.join(failed)}; fix and re-run: finished runs are kept, "
+                      "interrupted ones resume from last.ckpt")
+
+
+@dataclass
+class RunOutcome:
+    """What a finished run produced: results.json, its composed config, and its CSV log curves."""
+
+    preset: str
+    run_dir: Path
+    results: dict
+    config: dict  # .hydra/config.yaml as written (unresolved)
+    val: list[dict]  # per validation: step, epoch, elapsed_s, bleu, chrf (in time order)
+    train_tok_s: list[float]  # logged training target tokens/s
+
+    @property
+    def model_target(self) -> str:
+        return str(self.config.get("model", {}).get("_target_", ""))
+
+    def checkpoint(self) -> Path | None:
+        """The best checkpoint (else last.ckpt), as a path that exists."""
+        for name in ("best_checkpoint", "last_checkpoint"):
+            value = self.results.get(name)
+            if not value:
+                continue
+            path = Path(value)
+            for candidate in (path, self.run_dir / "checkpoints" / path.name):
+                if candidate.is_file():
+                    return candidate.resolve()
+        last = self.run_dir / "checkpoints" / "last.ckpt"
+        return last.resolve() if last.is_file() else None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def read_csv_logs(run_dir: Path) -> tuple[list[dict], list[float]]:
+    """Validation rows and training tokens/s from every csv/version_*/metrics.csv (all restarts), in order."""
+    paths = sorted((run_dir / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
+    val: dict[int, dict] = {}
+    tok_s: list[float] = []
+    for path in paths:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                rate = _float(row.get("train/tok_s"))
+                if rate is not None:
+                    tok_s.append(rate)
+                bleu = _float(row.get("val/bleu"))
+                if bleu is not None:
+                    step = int(float(row.get("step") or 0))
+                    val[step] = {"step": step, "epoch": int(float(row.get("epoch") or 0)), "bleu": bleu,
+                                 "chrf": _float(row.get("val/chrf")), "elapsed_s": _float(row.get("val/elapsed_s"))}
+    rows = sorted(val.values(), key=lambda r: (r["elapsed_s"] is None, r["elapsed_s"] or 0.0, r["step"]))
+    return rows, tok_s
+
+
+def read_outcome(preset: str, run_dir: Path) -> RunOutcome:
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise MTError(f"{preset}: {results_path} is missing: the run has not finished")
+    config_path = run_dir / ".hydra" / "config.yaml"
+    config = OmegaConf.to_container(OmegaConf.load(config_path), resolve=False) if config_path.is_file() else {}
+    val, tok_s = read_csv_logs(run_dir)
+    return RunOutcome(preset, run_dir, json.loads(results_path.read_text()), config, val, tok_s)

@@ -1,0 +1,78 @@
+"""The comparison's numbers, per run and across runs, as plain data (results.json holds all of them)."""
+
+from __future__ import annotations
+
+import statistics
+
+from mt.compare.runs import RunOutcome
+
+_PRECISION = {"32": "32", "32-true": "32", "bf16-mixed": "bf16", "bf16-true": "bf16", "16-mixed": "16",
+              "16-true": "16"}
+
+
+def bench_precision(trainer_precision: object) -> str:
+    """trainer.precision of a run -> the matching mt.bench precision (32 | bf16 | 16)."""
+    return _PRECISION.get(str(trainer_precision), "32")
+
+
+def time_to_bleu(val: list[dict], levels: list[float]) -> dict[str, float | None]:
+    """Per level, the wall-clock seconds (val/elapsed_s) of the first validation at or above it; None: never."""
+    out: dict[str, float | None] = {}
+    for level in levels:
+        hit = next((r for r in val if r["bleu"] >= level and r["elapsed_s"] is not None), None)
+        out[f"{level:g}"] = None if hit is None else hit["elapsed_s"]
+    return out
+
+
+def _bench_rows(bench: dict, preset: str) -> list[dict]:
+    return [r for r in bench.get("throughput", {}).get("rows", []) if r["preset"] == preset]
+
+
+def summarize_run(o: RunOutcome, bench: dict, levels: list[float]) -> dict:
+    """Everything the report says about one run."""
+    r = o.results
+    trainer = o.config.get("trainer", {})
+    best = max(o.val, key=lambda v: v["bleu"]) if o.val else None
+    fit_seconds, fit_source = r.get("fit_seconds"), "results.json"
+    if fit_seconds is None:
+        elapsed = [v["elapsed_s"] for v in o.val if v["elapsed_s"] is not None]
+        fit_seconds, fit_source = (elapsed[-1], "last val/elapsed_s") if elapsed else (None, "n/a")
+    precision = bench_precision(trainer.get("precision", "32"))
+    rows = _bench_rows(bench, o.preset)
+    real = [x for x in rows if x["source"] == "real" and x["precision"] == precision]
+    decoding = bench.get("decoding", {})
+    return {
+        "preset": o.preset,
+        "model": o.model_target.rsplit(".", 1)[-1],
+        "run_dir": str(o.run_dir),
+        "checkpoint": None if o.checkpoint() is None else str(o.checkpoint()),
+        "params": r.get("num_parameters"),
+        "val_best": None if best is None else dict(best),
+        "val_curve": [{"elapsed_s": v["elapsed_s"], "bleu": v["bleu"], "epoch": v["epoch"]} for v in o.val],
+        "test": r.get("test", {}),
+        "epochs": r.get("epochs"),
+        "global_step": r.get("global_step"),
+        "fit_seconds": fit_seconds,
+        "fit_seconds_source": fit_source,
+        "peak_memory_mb": r.get("peak_memory_mb"),
+        "train_tok_s_median": statistics.median(o.train_tok_s) if o.train_tok_s else None,
+        "train_precision": str(trainer.get("precision", "32")),
+        "bench_precision": precision,
+        "bench_tok_s_pipeline": real[0]["pipeline_tok_s"] if real else None,
+        "bench_tok_s_bare": real[0]["bare_tok_s"] if real else None,
+        "time_to_bleu": time_to_bleu(o.val, levels),
+        "budget": {k: trainer.get(k) for k in ("max_epochs", "max_time", "precision", "accelerator", "devices")},
+        "decoding": [s for s in decoding.get("speed", []) if s["preset"] == o.preset],
+        "batched_vs_single": next((s for s in decoding.get("batched_vs_single", []) if s["preset"] == o.preset),
+                                  None),
+        "trained_weights_in_decoding": decoding.get("trained", {}).get(o.preset),
+    }
+
+
+def roles(runs: dict[str, dict]) -> dict[str, str]:
+    """{"transformer": preset, "recurrent": preset} from the models' classes, when there is one of each."""
+    transformers = [p for p, s in runs.items() if "Transformer" in s["model"]]
+    recurrent = [p for p, s in runs.items() if "LSTM" in s["model"] or "RNN" in s["model"] or "GRU" in s["model"]]
+    if len(transformers) == 1 and len(recurrent) == 1:
+        return {"transformer": transformers[0], "recurrent": recurrent[0]}
+    return {}

@@ -1,0 +1,130 @@
+"""mt.bench: its measuring pieces on known inputs, and a tiny end-to-end run of python -m mt.bench."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mt.bench.memory import MemoryPoint, SavedBytes, _over_budget, growth_exponent
+from mt.bench.models import load_option
+from mt.bench.table import format_table
+from mt.bench.throughput import _tok_s, synthetic_batches
+from tests.utils import ROOT, SHARED_DATA, TINY
+
+# Seconds-sized benchmark settings (python -m mt.bench overrides without the model sizes).
+TINY_BENCH = [
+    "threads=1", "throughput.synthetic_batch=8", "throughput.synthetic_length=16", "throughput.warmup=1",
+    "throughput.steps=2", "throughput.repeats=1", "memory.lengths=[16,32,64,128]", "decoding.max_sentences=30",
+    "decoding.single_sentences=4", "decoding.latency_positions=12", "decoding.latency_repeats=1",
+    "decoding.latency_at=8", "decoding.random_output_tokens=4",
+]
+TINY_DATA = ["data.limit=200", "data.tokenizer.vocab_size=300", "data.tokenizer.hard_vocab_limit=false",
+             "data.max_tokens=800"]
+
+
+def tiny_model_overrides() -> list[str]:
+    """tests/utils.py TINY model sizes as mt.bench ``+model_overrides.<preset>.<key>=<value>`` overrides."""
+    return [f"+model_overrides.{arch}.{o[len('model.'):]}" for arch, opts in TINY.items() for o in opts
+            if o.startswith("model.")]
+
+
+def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MT_DATA_DIR": str(SHARED_DATA), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout)
+
+
+def test_saved_bytes_counts_each_storage_once_and_skips_excluded() -> None:
+    x = torch.randn(1000, requires_grad=True)  # 4000 bytes
+    w = torch.randn(1000, requires_grad=True)
+    with SavedBytes(exclude=[w]) as saved:
+        y = x * x  # saves x twice: one storage
+        z = y.sin()  # saves y
+        _ = z * w  # saves z and w (excluded)
+        _ = x[500:] * y[:500]  # views of x and y: their storages again
+    assert saved.total == 3 * 4000
+    assert SavedBytes().total == 0
+
+
+def test_growth_exponent_uses_the_upper_half() -> None:
+    lengths = [64, 128, 256, 512, 1024, 2048]
+    linear_then_quadratic = [MemoryPoint(n, 1000 * n + (n * n if n >= 512 else 0)) for n in lengths]
+    exponent, used = growth_exponent(linear_then_quadratic)
+    assert used == [512, 1024, 2048] and 1.5 < exponent < 2.0
+    assert growth_exponent([MemoryPoint(n, 7 * n * n) for n in lengths])[0] == pytest.approx(2.0)
+    assert growth_exponent([MemoryPoint(64, 10)]) == (None, [])
+
+
+def test_budget_skips_lengths_that_would_not_fit() -> None:
+    cfg = OmegaConf.create({"max_gib": 1.0, "max_seconds": 100})
+    points = [MemoryPoint(1024, 2**26, seconds=1.0), MemoryPoint(2048, 2**28, seconds=2.0)]  # quadratic bytes
+    assert _over_budget(points, 4096, cfg) is None  # 1 GiB extrapolated: fits exactly
+    assert "max_gib" in _over_budget(points, 8192, cfg)
+    slow = [MemoryPoint(1024, 10, seconds=10.0), MemoryPoint(2048, 20, seconds=40.0)]
+    assert "max_seconds" in _over_budget(slow, 4096, cfg)
+
+
+def test_tokens_per_second_counts_only_timed_steps() -> None:
+    times = [0.0, 5.0, 6.0, 7.0]  # clock before step 1, after steps 1, 2, 3
+    assert _tok_s(times, [999, 100, 300], warmup=1) == pytest.approx(400 / 2.0)
+    batch = synthetic_batches(1, 4, 6, 50, seed=0)[0]
+    assert batch.src.shape == batch.tgt_in.shape == (4, 6) and batch.n_tgt_tokens == 24
+    assert (batch.tgt_in[:, 1:] == batch.tgt_out[:, :-1]).all()
+
+
+def test_presets_load_with_their_defaults_lists() -> None:
+    assert load_option("model", "transformer_base").d_model == 512  # defaults: [transformer, _self_]
+    assert load_option("model", "transformer").attention_impl == "sdpa"
+    assert load_option("optim", "lstm").schedule == "plateau" and load_option("optim", "lstm").min_lr  # inherited
+
+
+def test_format_table_aligns_columns() -> None:
+    text = format_table(["model", "tok/s"], [["lstm", 1234.5], ["transformer", None]])
+    lines = text.splitlines()
+    assert lines[0].startswith("model") and len({len(line) for line in lines}) == 1
+    assert lines[2].endswith("1,234.5") and lines[3].endswith("n/a")
+
+
+def test_bench_smoke(tmp_path: Path) -> None:
+    """The whole command on tiny models and a Multi30k slice: every section, the table and bench.json."""
+    out = tmp_path / "bench"
+    r = run_module("mt.bench", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_DATA,
+                   *TINY_BENCH, *tiny_model_overrides(), "device=cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    for heading in ("Training throughput", "Memory against sequence length", "Decoding", "Per-token latency",
+                    "Targets", "randomly initialised model, exactly 4 output tokens"):
+        assert heading in r.stdout, heading
+    res = json.loads((out / "bench.json").read_text())
+    assert (out / "bench.txt").read_text() in r.stdout
+    rows = res["throughput"]["rows"]
+    assert {(x["preset"], x["precision"], x["source"]) for x in rows} == {
+        (p, q, s) for p in ("lstm", "transformer") for q in ("32", "bf16") for s in ("synthetic", "real")}
+    assert all(x["bare_tok_s"] > 0 and x["pipeline_tok_s"] > 0 and x["pipeline_vs_bare"] > 0 for x in rows)
+    curves = {c["name"]: c for c in res["memory"]["curves"]}
+    assert set(curves) == {"lstm", "transformer sdpa", "transformer math"}
+    assert all(c["exponent"] is not None and len(c["points"]) == 4 for c in curves.values())
+    assert curves["transformer sdpa"]["backend"] != "explicit matrix"
+    last = {n: c["points"][-1]["bytes"] for n, c in curves.items()}
+    assert last["transformer math"] > last["transformer sdpa"]  # the attention matrices are saved
+    dec = res["decoding"]
+    assert dec["trained"] == {"lstm": False, "transformer": False}
+    assert all(s["output_tokens"] == 30 * 4 for s in dec["speed"])  # fixed length without a checkpoint
+    assert {c["name"] for c in dec["latency"]} == {"lstm", "transformer cached", "transformer uncached"}
+    assert all(len(c["ms"]) == 12 for c in dec["latency"])
+    assert dec["cache_speedup"]["transformer"]["at"] == 8
+    names = [t["name"] for t in res["targets"]]
+    assert sum("pipeline / bare" in n for n in names) == 8 and any("padding" in n for n in names)
+    assert all(t["pass"] in (True, False) for t in res["targets"])
+
+
+def test_bench_rejects_unknown_sections(tmp_path: Path) -> None:
+    r = run_module("mt.bench", f"hydra.run.dir={tmp_path}", "sections=[throughput,speed]")
+    assert r.returncode == 2 and "unknown speed" in r.stderr
