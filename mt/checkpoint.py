@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mt.errors import MTError
+from mt.textio import default_file_mode
 
 MODEL_PREFIX = "model."
 
@@ -39,6 +41,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -58,6 +61,52 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return load_checkpoint(path)
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """Refreshes ``last.ckpt`` every ``every_n_train_steps`` steps and after every validation, resumably.
+
+    * No save on a batch that a validation follows: Lightning resumes a checkpoint written at the end of a training
+      batch *after* the validation due right after it, so resuming from one written on the last batch of an epoch
+      would silently skip that epoch's validation (its BLEU, best-k checkpoint, early-stopping and plateau-schedule
+      updates). The save after that validation takes its place.
+    * A save after every validation (at the end of the epoch when the validation is at the end of the epoch, the
+      same place as ``callbacks.checkpoint``), unless ``last.ckpt`` was just written: Lightning's ModelCheckpoint
+      refreshes ``last.ckpt`` only when a best-k checkpoint is written, so after a validation that did not improve
+      the best k, ``last.ckpt`` would stay behind (and hold an older state at the end of training).
+    """
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if not _validation_follows(trainer):
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._refresh_last(trainer)
+
+    def _refresh_last(self, trainer: Any) -> None:
+        if not self.save_last or self._should_skip_saving_checkpoint(trainer):
+            return
+        for cb in trainer.checkpoint_callbacks:  # another callback wrote last.ckpt at this step already
+            if (cb is not self and isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath == self.dirpath
+                    and cb._last_global_step_saved == trainer.global_step):
+                return
+        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+
+def _validation_follows(trainer: Any) -> bool:
+    """True when the fit loop will validate right after the current training batch."""
+    loop = trainer.fit_loop.epoch_loop
+    try:
+        return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+    except AttributeError:  # another Lightning version: at least the end-of-epoch validation
+        return bool(loop.batch_progress.is_last_batch and trainer.enable_validation)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -89,6 +138,12 @@ def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load weights, turning key/shape mismatches into a one-line error that says what differs."""
+    check_model_state(model, state, source)
+    model.load_state_dict(state)
+
+
+def check_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise a one-line :class:`CheckpointError` when ``state`` does not fit ``model`` (keys or shapes)."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -99,7 +154,19 @@ def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], sou
                                               ("shape differs", shapes)) if keys)
         raise CheckpointError(f"weights in {source} do not fit the configured model ({detail}); the checkpoint "
                               "was made with another architecture, size or tokenizer: use its own config")
-    model.load_state_dict(state)
+
+
+def remove_stale_temp_files(folder: str | Path) -> int:
+    """Delete the temporary files (``.<name>.ckpt.<random>.tmp``) of atomic writes that a kill interrupted.
+
+    Call only while nothing writes checkpoints into ``folder`` (before fitting). Returns how many were removed.
+    """
+    removed = 0
+    for tmp in Path(folder).glob(".*.ckpt.*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:

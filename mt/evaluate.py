@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from mt.checkpoint import load_checkpoint
 from mt.errors import require_values
 from mt.metrics import Score, corpus_score
-from mt.textio import atomic_write_text, read_lines, write_lines
+from mt.textio import InputError, atomic_write_text, read_lines, write_lines
 from mt.translate import Translator, model_from_checkpoint
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,8 @@ log = logging.getLogger(__name__)
 def evaluate(cfg: DictConfig) -> dict[str, Score]:
     """Translate ``cfg.input`` (raw text) or the checkpoint's ``cfg.split``; returns scores by set name."""
     require_values(cfg)
+    if cfg.output not in (None, "-"):
+        _check_writable(Path(cfg.output))
     ckpt = load_checkpoint(cfg.ckpt)
     model, tokenizer = model_from_checkpoint(ckpt, str(cfg.ckpt))
     device = cfg.device if cfg.device != "auto" else None
@@ -32,26 +35,48 @@ def evaluate(cfg: DictConfig) -> dict[str, Score]:
     return _translate_splits(cfg, ckpt, translator, out_dir)
 
 
+def _check_writable(path: Path) -> None:
+    """Fail now, not after translating everything, when ``output=`` cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"output={path}: cannot create its folder ({e.strerror}); choose another output file "
+                         "or -") from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK):
+        why = "it is a folder" if path.is_dir() else "its folder is not writable"
+        raise InputError(f"output={path} cannot be written ({why}); choose another output file or -")
+
+
 def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
 
 
-def _references(cfg: DictConfig) -> list[list[str]] | None:
+def _references(cfg: DictConfig, n: int, what: str) -> list[list[str]] | None:
+    """The ``references`` files, each checked to hold exactly ``n`` lines (one per sentence of ``what``)."""
     if cfg.references is None:
         return None
     paths = [cfg.references] if isinstance(cfg.references, str) else list(cfg.references)
-    return [read_lines(p) for p in paths]
+    streams = [read_lines(p) for p in paths]
+    for path, stream in zip(paths, streams, strict=True):
+        if len(stream) != n:
+            raise InputError(f"references {path} has {len(stream)} lines but {what} has {n}; give exactly one "
+                             "reference line per source sentence, in the same order")
+    return streams
 
 
 def _translate_text(cfg: DictConfig, translator: Translator, out_dir: Path) -> dict[str, Score]:
     sources = read_lines(cfg.input)
+    name = "stdin" if cfg.input == "-" else cfg.input
+    refs = _references(cfg, len(sources), f"input {name}")  # checked before the (long) translation
     hyps = translator.translate(sources)
     write_lines(cfg.output or "-", hyps)
-    log.info("translated %d lines from %s", len(sources), "stdin" if cfg.input == "-" else cfg.input)
-    refs = _references(cfg)
+    log.info("translated %d lines from %s", len(sources), name)
     if refs is None:
+        return {}
+    if not sources:
+        log.warning("the input is empty: nothing to score")
         return {}
     score = corpus_score(hyps, refs)
     print(score, file=sys.stderr if (cfg.output or "-") == "-" else sys.stdout)
@@ -69,7 +94,7 @@ def _translate_splits(cfg: DictConfig, ckpt: dict, translator: Translator, out_d
     scores: dict[str, Score] = {}
     for name in names:
         sources = dm.sources(name)
-        refs = _references(cfg) or [dm.references(name)]
+        refs = _references(cfg, len(sources), f"split {name}") or [dm.references(name)]
         hyps = translator.translate(sources)
         out = cfg.output or str(out_dir / f"hyps.{name}.txt")
         write_lines(out, hyps)

@@ -13,12 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from mt.batch import Batch
+from mt.errors import MTError
 from mt.loss import label_smoothed_nll
 from mt.metrics import Score, corpus_score
 from mt.models import build_model
 from mt.schedule import LRSchedule
 from mt.tokenizer import Tokenizer
-from mt.translate import decode_batch, search_config
+from mt.translate import decode_batch, fit_batch, search_config, source_limit
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,14 @@ class TranslationModule(LightningModule):
         super().__init__()
         self.save_hyperparameters({"model": _plain(model), "optim": _plain(optim), "train": _plain(train),
                                    "decode": _plain(decode), "data": _plain(data), "vocab_size": vocab_size})
+        if self.hparams.train["nonfinite"] not in ("stop", "skip"):
+            raise MTError(f"train.nonfinite={self.hparams.train['nonfinite']!r} is unknown; use stop or skip")
         self.model = build_model(OmegaConf.create(self.hparams.model), vocab_size)
         self.search_cfg = search_config(self.hparams.decode)
+        # evaluation cuts longer sources (decoding) and targets (loss) instead of failing or running out of memory
+        self._max_src = source_limit(self.model, self.hparams.decode)
+        self._max_tgt = self.model.max_target_len or (None if self._max_src is None else self._max_src + 1)
+        self._truncated = 0  # sources cut in the current evaluation
         self.tokenizer: Tokenizer | None = None  # set by the pipeline / datamodule before fitting
         self.references: dict[str, list[str]] = {}  # split name -> raw references, original order
         self.eval_names: list[str] = ["validation"]  # split name of each val/test dataloader index
@@ -103,6 +110,8 @@ class TranslationModule(LightningModule):
         self._eval_step(batch, dataloader_idx, "test")
 
     def _eval_step(self, batch: Batch, dataloader_idx: int, stage: str) -> None:
+        batch, n_cut = fit_batch(batch, self._max_src, self._max_tgt)
+        self._truncated += n_cut
         if batch.tgt_out is not None:
             logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
             _, nll_sum = label_smoothed_nll(logits, batch.tgt_out, 0.0)
@@ -114,10 +123,18 @@ class TranslationModule(LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._outputs = {}
+        self._truncated = 0
 
     on_test_epoch_start = on_validation_epoch_start
 
+    def _warn_truncated(self) -> None:
+        if self._truncated:
+            log.warning("%s: %d source sentence(s) longer than %d subwords were truncated for decoding "
+                        "(decode.max_src_len and the model's limit); they are still translated and scored",
+                        "test" if self.trainer.testing else "validation", self._truncated, self._max_src)
+
     def on_validation_epoch_end(self) -> None:
+        self._warn_truncated()
         if self.trainer.sanity_checking:
             self._outputs = {}
             return
@@ -130,6 +147,7 @@ class TranslationModule(LightningModule):
             log.info("validation BLEU did not improve: learning-rate scale now %.3g", schedule.scale)
 
     def on_test_epoch_end(self) -> None:
+        self._warn_truncated()
         for idx, name in enumerate(self.eval_names):
             score = self._score_outputs(name, idx)
             self.test_scores[name] = score

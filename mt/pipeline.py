@@ -17,10 +17,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from mt.checkpoint import (
     AtomicCheckpointIO,
+    CheckpointError,
     average_checkpoints,
+    check_model_state,
     load_checkpoint,
     load_model_state,
     model_state,
+    remove_stale_temp_files,
 )
 from mt.data import TranslationDataModule
 from mt.errors import require_values
@@ -83,14 +86,27 @@ def train(cfg: DictConfig) -> TrainResult:
     if cfg.init_from:
         init = load_checkpoint(cfg.init_from)
         if init.get("tokenizer", {}).get("sha256") != tokenizer.sha256:
-            raise ValueError(f"init_from={cfg.init_from} was trained with another tokenizer than data={cfg.data.name} "
-                             f"{cfg.data.src}-{cfg.data.tgt} builds; fine-tune on data with the same tokenizer")
+            raise CheckpointError(f"init_from={cfg.init_from} was trained with another tokenizer than data="
+                                  f"{cfg.data.name} {cfg.data.src}-{cfg.data.tgt} builds; fine-tune on data with the "
+                                  "same tokenizer")
         load_model_state(module.model, model_state(init), str(cfg.init_from))
         log.info("initialised weights from %s (optimizer and counters start fresh)", cfg.init_from)
+    if ckpt_path:  # a misfit is one line now, not Lightning's multi-line state-dict error inside fit
+        resume = load_checkpoint(ckpt_path)
+        if resume.get("tokenizer", {}).get("sha256") != tokenizer.sha256:
+            raise CheckpointError(f"ckpt_path={cfg.ckpt_path} was trained with another tokenizer than data="
+                                  f"{cfg.data.name} {cfg.data.src}-{cfg.data.tgt} builds; resume with the run's own "
+                                  "config (<run dir>/.hydra/config.yaml), or use init_from= to start from its weights")
+        check_model_state(module.model, model_state(resume), f"ckpt_path={cfg.ckpt_path}")
+        del resume
 
     if int(os.environ.get("LOCAL_RANK", 0)) == 0:
         (output_dir / tokenizer.path.name).write_bytes(tokenizer.model_bytes)  # tokenizer reference
     trainer = build_trainer(cfg, output_dir)
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # before fitting, so no save is in progress
+        for folder in {c.dirpath for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}:
+            if removed := remove_stale_temp_files(folder):
+                log.warning("removed %d temporary file(s) of checkpoint writes interrupted in %s", removed, folder)
     module.references = {"validation": dm.references("validation")}
     module.eval_names = ["validation"]
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback as HydraCallback
 
 from mt.errors import MTError
 
@@ -35,3 +39,15 @@ def resolve_ckpt_path(ckpt_path: str | None, output_dir: Path) -> str | None:
         raise MTError(f"ckpt_path={ckpt_path}: {path} does not exist; to resume, pass an existing "
                                 "checkpoint (e.g. <run dir>/checkpoints/last.ckpt), or drop ckpt_path")
     return str(path)
+
+
+class OutputDirCheck(HydraCallback):
+    """Hydra callback (``hydra.callbacks`` in conf/hydra/default.yaml): a ``hydra.run.dir`` that cannot be created
+    or written is reported as one line (exit status 2) before the job starts, not as Hydra's own traceback."""
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        try:
+            check_output_dir(Path(str(config.hydra.run.dir)), min_free=0)  # train() checks the free space
+        except MTError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            sys.exit(2)

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mt.batch import Batch
+from mt.batch import EOS_ID, Batch
 from mt.checkpoint import CheckpointError, load_checkpoint, load_model_state, model_state
 from mt.models import build_model
 from mt.models.base import Seq2Seq
@@ -38,6 +38,36 @@ def decode_batch(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[i
     hyps = search(model, batch.src, batch.src_lengths, cfg)
     empty = (batch.src_lengths <= 1).tolist()
     return [[] if e else h[0].tokens for h, e in zip(hyps, empty, strict=True)]
+
+
+def source_limit(model: Seq2Seq, decode_cfg: DictConfig | dict) -> int | None:
+    """Longest source, in subwords (EOS not counted), that decoding accepts: ``decode.max_src_len`` capped by the
+    model's own limit; longer sources are truncated (with a warning, counted), never dropped."""
+    limit = decode_cfg.get("max_src_len")
+    if model.max_source_len is not None:
+        own = model.max_source_len - 1  # room for EOS
+        limit = own if limit is None else min(int(limit), own)
+    return None if limit is None else int(limit)
+
+
+def fit_batch(batch: Batch, max_src: int | None, max_tgt: int | None) -> tuple[Batch, int]:
+    """``batch`` with sources cut to ``max_src`` subwords (then EOS) and ``tgt_in``/``tgt_out`` to ``max_tgt``
+    positions, so that evaluating any sentence fits the model and memory; returns it and the number of sources cut.
+    """
+    src, lengths, n_cut = batch.src, batch.src_lengths, 0
+    if max_src is not None:
+        long = lengths > max_src + 1  # (B,)
+        n_cut = int(long.sum())
+        if n_cut:
+            src = src[:, : max_src + 1].clone()  # (B, max_src + 1)
+            src[long, max_src] = EOS_ID
+            lengths = lengths.clamp(max=max_src + 1)
+    tgt_in, tgt_out = batch.tgt_in, batch.tgt_out
+    if max_tgt is not None and tgt_in is not None and tgt_in.size(1) > max_tgt:
+        tgt_in, tgt_out = tgt_in[:, :max_tgt], tgt_out[:, :max_tgt]  # (B, max_tgt)
+    if src is batch.src and tgt_in is batch.tgt_in:
+        return batch, 0
+    return Batch(src, lengths, batch.ids, tgt_in, tgt_out), n_cut
 
 
 def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -83,10 +113,8 @@ class Translator:
     def batches(self, sentences: list[str]) -> Iterator[Batch]:
         from mt.data import source_batches
 
-        max_len = int(self.decode_cfg["max_src_len"])
-        if self.model.max_source_len is not None:
-            max_len = min(max_len, self.model.max_source_len - 1)  # room for EOS
-        return source_batches(self.tokenizer, sentences, int(self.decode_cfg["max_tokens"]), max_len)
+        return source_batches(self.tokenizer, sentences, int(self.decode_cfg["max_tokens"]),
+                              source_limit(self.model, self.decode_cfg))
 
     def translate_batches(self, batches: Iterable[Batch], n: int) -> list[str]:
         """Decode batches whose ``ids`` index a list of ``n`` sentences; returns texts in id order."""

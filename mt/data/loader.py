@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from mt.data.sampler import TokenBudgetBatchSampler
@@ -30,7 +31,12 @@ class ResumableDataLoader(DataLoader):
         collate_fn: Callable[[list[Any]], Any],
         num_workers: int,
     ) -> None:
-        super().__init__(dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers)
+        # A private generator: creating an iterator draws a worker base seed from it, and drawing that from the
+        # global torch RNG would shift the dropout stream of a run resumed mid-epoch (which creates one iterator
+        # more than the uninterrupted run) by one draw.
+        generator = torch.Generator().manual_seed(batch_sampler.seed)
+        super().__init__(dataset, batch_sampler=batch_sampler, collate_fn=collate_fn, num_workers=num_workers,
+                         generator=generator)
         self._epoch = batch_sampler.epoch  # epoch of the current/last iteration
         self._consumed = 0  # batches handed out in that iteration (skipped ones included)
         self._resume: tuple[int, int] | None = None  # (epoch, batches) to skip in the next iteration
