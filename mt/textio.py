@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from mt.errors import MTError
 
@@ -47,18 +50,36 @@ def write_lines(path: str, lines: list[str]) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text to a temporary file beside ``path`` and rename it over ``path`` (no half-written output)."""
+    """Write text atomically: the file at ``path`` is either the old one or the complete new one."""
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success fsync it and rename it over ``path``.
+
+    A kill at any moment leaves either the previous file or the complete new one, never a partial file; an
+    exception removes the temporary file. Temporary files are named ``.<name>.<random>.tmp``.
+    """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
         os.chmod(tmp, default_file_mode())  # mkstemp creates 0600; give the file the usual permissions
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    dir_fd = os.open(target.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
 
 
 def default_file_mode() -> int:

@@ -10,7 +10,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import sentencepiece as spm
 
 from mt.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID
 from mt.errors import MTError
+from mt.textio import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +186,9 @@ def load_or_train(
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """Write ``data`` to ``path`` atomically (see :func:`mt.textio.atomic_open`)."""
+    with atomic_open(path, "wb") as f:
+        f.write(data)
 
 
 def _one_line(e: BaseException) -> str:
