@@ -21,7 +21,6 @@ from mt.checkpoint import (
     average_checkpoints,
     check_model_state,
     load_checkpoint,
-    load_model_state,
     model_state,
     remove_stale_temp_files,
 )
@@ -29,7 +28,7 @@ from mt.data import TranslationDataModule
 from mt.errors import require_values
 from mt.module import TranslationModule
 from mt.preflight import check_output_dir, resolve_ckpt_path
-from mt.textio import atomic_write_text
+from mt.textio import atomic_open, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +66,17 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
                      plugins=[AtomicCheckpointIO()], default_root_dir=str(output_dir))
 
 
+def _fitting_checkpoint(cfg: DictConfig, option: str, path: str, module: TranslationModule, tokenizer_sha: str,
+                        hint: str) -> dict:
+    """Load the checkpoint at ``path`` (given as ``cfg.<option>``); check it fits this run's tokenizer and model."""
+    ckpt = load_checkpoint(path)
+    if ckpt.get("tokenizer", {}).get("sha256") != tokenizer_sha:
+        raise CheckpointError(f"{option}={cfg[option]} was trained with another tokenizer than data="
+                              f"{cfg.data.name} {cfg.data.src}-{cfg.data.tgt} builds; {hint}")
+    check_model_state(module.model, model_state(ckpt), f"{option}={cfg[option]}")
+    return ckpt
+
+
 def train(cfg: DictConfig) -> TrainResult:
     """Prepare data, build the model, fit, then test the best checkpoint; returns a :class:`TrainResult`."""
     require_values(cfg)
@@ -84,26 +94,21 @@ def train(cfg: DictConfig) -> TrainResult:
     log.info("model %s: %s parameters (%.2fM), vocabulary %d", cfg.model._target_.rsplit(".", 1)[-1],
              f"{n_params:,}", n_params / 1e6, tokenizer.vocab_size)
     if cfg.init_from:
-        init = load_checkpoint(cfg.init_from)
-        if init.get("tokenizer", {}).get("sha256") != tokenizer.sha256:
-            raise CheckpointError(f"init_from={cfg.init_from} was trained with another tokenizer than data="
-                                  f"{cfg.data.name} {cfg.data.src}-{cfg.data.tgt} builds; fine-tune on data with the "
-                                  "same tokenizer")
-        load_model_state(module.model, model_state(init), str(cfg.init_from))
+        init = _fitting_checkpoint(cfg, "init_from", cfg.init_from, module, tokenizer.sha256,
+                                   "fine-tune on data with the same tokenizer")
+        module.model.load_state_dict(model_state(init))  # checked to fit above
         log.info("initialised weights from %s (optimizer and counters start fresh)", cfg.init_from)
     if ckpt_path:  # a misfit is one line now, not Lightning's multi-line state-dict error inside fit
-        resume = load_checkpoint(ckpt_path)
-        if resume.get("tokenizer", {}).get("sha256") != tokenizer.sha256:
-            raise CheckpointError(f"ckpt_path={cfg.ckpt_path} was trained with another tokenizer than data="
-                                  f"{cfg.data.name} {cfg.data.src}-{cfg.data.tgt} builds; resume with the run's own "
-                                  "config (<run dir>/.hydra/config.yaml), or use init_from= to start from its weights")
-        check_model_state(module.model, model_state(resume), f"ckpt_path={cfg.ckpt_path}")
-        del resume
+        _fitting_checkpoint(cfg, "ckpt_path", ckpt_path, module, tokenizer.sha256,
+                            "resume with the run's own config (<run dir>/.hydra/config.yaml), or use init_from= "
+                            "to start from its weights")
 
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        (output_dir / tokenizer.path.name).write_bytes(tokenizer.model_bytes)  # tokenizer reference
+    is_local_zero = int(os.environ.get("LOCAL_RANK", 0)) == 0
+    if is_local_zero:
+        with atomic_open(output_dir / tokenizer.path.name, "wb") as f:  # tokenizer reference
+            f.write(tokenizer.model_bytes)
     trainer = build_trainer(cfg, output_dir)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # before fitting, so no save is in progress
+    if is_local_zero:  # before fitting, so no save is in progress
         for folder in {c.dirpath for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}:
             if removed := remove_stale_temp_files(folder):
                 log.warning("removed %d temporary file(s) of checkpoint writes interrupted in %s", removed, folder)
