@@ -3,7 +3,7 @@
     python train.py ... +callbacks.fail._target_=tests.faults.FailOnRank +callbacks.fail.rank=1 +callbacks.fail.step=3
 
 ``SlowCheckpointWrites`` (checkpoint files written in chunks with pauses, so that a kill lands inside a write) lives
-in :mod:`mt.soak`, which uses it too; it is re-exported here.
+in :mod:`mtlab.soak`, which uses it too; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
-from mt.soak import SlowCheckpointWrites
+from mtlab.soak import SlowCheckpointWrites
 
 __all__ = ["FailOnRank", "InjectedFault", "SlowCheckpointWrites"]
 

@@ -1,4 +1,4 @@
-"""mt.bench: its measuring pieces on known inputs, and a tiny end-to-end run of python -m mt.bench."""
+"""mtlab.bench: its measuring pieces on known inputs, and a tiny end-to-end run of python -m mtlab.bench."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mt.bench.memory import MemoryPoint, SavedBytes, _over_budget, growth_exponent
-from mt.bench.models import load_option
-from mt.bench.table import format_table
-from mt.bench.throughput import _tok_s, synthetic_batches
+from mtlab.bench.memory import MemoryPoint, SavedBytes, _over_budget, growth_exponent
+from mtlab.bench.models import load_option
+from mtlab.bench.table import format_table
+from mtlab.bench.throughput import _tok_s, synthetic_batches
 from tests.utils import ROOT, SHARED_DATA, TINY
 
-# Seconds-sized benchmark settings (python -m mt.bench overrides without the model sizes).
+# Seconds-sized benchmark settings (python -m mtlab.bench overrides without the model sizes).
 TINY_BENCH = [
     "threads=1", "throughput.synthetic_batch=8", "throughput.synthetic_length=16", "throughput.warmup=1",
     "throughput.steps=2", "throughput.repeats=1", "memory.lengths=[16,32,64,128]", "decoding.max_sentences=30",
@@ -30,7 +30,7 @@ TINY_DATA = ["data.limit=200", "data.tokenizer.vocab_size=300", "data.tokenizer.
 
 
 def tiny_model_overrides() -> list[str]:
-    """tests/utils.py TINY model sizes as mt.bench ``+model_overrides.<preset>.<key>=<value>`` overrides."""
+    """tests/utils.py TINY model sizes as mtlab.bench ``+model_overrides.<preset>.<key>=<value>`` overrides."""
     return [f"+model_overrides.{arch}.{o[len('model.'):]}" for arch, opts in TINY.items() for o in opts
             if o.startswith("model.")]
 
@@ -96,7 +96,7 @@ def test_format_table_aligns_columns() -> None:
 def test_bench_smoke(tmp_path: Path) -> None:
     """The whole command on tiny models and a Multi30k slice: every section, the table and bench.json."""
     out = tmp_path / "bench"
-    r = run_module("mt.bench", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_DATA,
+    r = run_module("mtlab.bench", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_DATA,
                    *TINY_BENCH, *tiny_model_overrides(), "device=cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     for heading in ("Training throughput", "Memory against sequence length", "Decoding", "Per-token latency",
@@ -126,5 +126,5 @@ def test_bench_smoke(tmp_path: Path) -> None:
 
 
 def test_bench_rejects_unknown_sections(tmp_path: Path) -> None:
-    r = run_module("mt.bench", f"hydra.run.dir={tmp_path}", "sections=[throughput,speed]")
+    r = run_module("mtlab.bench", f"hydra.run.dir={tmp_path}", "sections=[throughput,speed]")
     assert r.returncode == 2 and "unknown speed" in r.stderr

@@ -1,4 +1,4 @@
-"""mt.compare: run planning and resume, CSV reading, verdicts from numbers, and a tiny end-to-end comparison."""
+"""mtlab.compare: run planning and resume, CSV reading, verdicts from numbers, and a tiny end-to-end comparison."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from mt.compare.claims import HOLDS, claim_time_to_bleu, claim_tokens_per_second
-from mt.compare.runs import forwarded_overrides, plan_runs, read_csv_logs, run_env
-from mt.compare.summary import bench_precision, time_to_bleu
+from mtlab.compare.claims import HOLDS, claim_time_to_bleu, claim_tokens_per_second
+from mtlab.compare.runs import forwarded_overrides, plan_runs, read_csv_logs, run_env
+from mtlab.compare.summary import bench_precision, time_to_bleu
 from tests.test_bench import TINY_BENCH, TINY_DATA, run_module
 from tests.utils import TINY
 
@@ -69,7 +69,7 @@ def _compare(out: Path, cache: Path) -> tuple[int, str]:
     models = [f'+model_overrides.{arch}=[{",".join(chr(34) + o + chr(34) for o in opts if o.startswith("model."))}]'
               for arch, opts in TINY.items()]
     bench = ",".join(f'"{o}"' for o in TINY_BENCH)
-    r = run_module("mt.compare", f"output_dir={out}", f"paths.cache_dir={cache}", *TINY_DATA, "decode.beam_size=2",
+    r = run_module("mtlab.compare", f"output_dir={out}", f"paths.cache_dir={cache}", *TINY_DATA, "decode.beam_size=2",
                    "decode.max_len_a=1.0", "decode.max_len_b=5", f"train_overrides=[{quoted}]", *models,
                    f"bench_overrides=[{bench}]", "bleu_levels=[0.5,1,5]", "device=cpu", timeout=600)
     return r.returncode, r.stdout + r.stderr

@@ -16,7 +16,7 @@ import torch
 
 from mt.checkpoint import atomic_torch_save, load_checkpoint
 from mt.pipeline import train
-from mt.soak import SlowCheckpointWrites, run_metrics, soak, temp_files
+from mtlab.soak import SlowCheckpointWrites, run_metrics, soak, temp_files
 from tests.utils import ROOT, SHARED_DATA, compose_train, tiny_overrides
 
 

@@ -47,10 +47,12 @@ def tiny_model(variant: str, seed: int = 0) -> Seq2Seq:
     cfg = load_preset(preset)
     cfg.update({**TINY[preset], **overrides})
     torch.manual_seed(seed)
-    model = build_model(cfg, VOCAB).eval()
-    if variant.endswith("uncached"):
-        model.use_cache = False
-    return model
+    return build_model(cfg, VOCAB).eval()
+
+
+def init_state(model: Seq2Seq, enc, variant: str):
+    """The decoder state of ``variant`` (its decoding variant, e.g. uncached, when the name says so)."""
+    return model.init_state(enc, "uncached" if variant.endswith("uncached") else None)
 
 
 def make_src(lengths: list[int], pad_to: int | None = None, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,9 +74,10 @@ def make_tgt_in(batch: int, length: int, seed: int = 2) -> torch.Tensor:
     return tgt
 
 
-def step_all(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+def step_all(model: Seq2Seq, src: torch.Tensor, lengths: torch.Tensor, tgt_in: torch.Tensor,
+             variant: str = "") -> torch.Tensor:
     """Logits (B, T, V) from stepping the decoder one token at a time."""
-    state = model.init_state(model.encode(src, lengths))
+    state = init_state(model, model.encode(src, lengths), variant)
     logits = []
     for t in range(tgt_in.size(1)):
         out, state = model.step(tgt_in[:, t], state)
@@ -90,7 +93,7 @@ def test_shapes(variant: str) -> None:
     assert enc.memory.shape[:2] == (3, 6) and enc.mask.dtype == torch.bool
     assert enc.mask.sum(1).tolist() == [6, 4, 2]
     assert model.decode(enc, make_tgt_in(3, 5)).shape == (3, 5, VOCAB)
-    state = model.init_state(enc)
+    state = init_state(model, enc, variant)
     assert all(v.size(0) == 3 for v in state.values()), "every state tensor must be batch-first"
 
 
@@ -101,7 +104,7 @@ def test_step_matches_decode(variant: str) -> None:
     src, lengths = make_src([7, 5, 3])
     tgt_in = make_tgt_in(3, 6)
     full = model(src, lengths, tgt_in)  # (B, T, V)
-    torch.testing.assert_close(step_all(model, src, lengths, tgt_in), full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(step_all(model, src, lengths, tgt_in, variant), full, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -109,7 +112,7 @@ def test_step_matches_decode(variant: str) -> None:
 def test_reordered_state_steps_reordered_rows(variant: str) -> None:
     model = tiny_model(variant)
     src, lengths = make_src([7, 5, 3])
-    state = model.init_state(model.encode(src, lengths))
+    state = init_state(model, model.encode(src, lengths), variant)
     _, state = model.step(torch.full((3,), BOS_ID), state)
     tokens = torch.tensor([5, 6, 7])
     logits, _ = model.step(tokens, state)

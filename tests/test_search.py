@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from torch import Tensor
 
 from mt.batch import EOS_ID, PAD_ID, UNK_ID
-from mt.models import DecoderState, EncoderOut, Seq2Seq, build_model
+from mt.models import DecoderState, EncoderOut, ModelTraits, Seq2Seq, build_model
 from mt.search import Hypothesis, SearchConfig, beam_search, greedy_search, length_penalty, search
 
 A, B, C = 4, 5, 6  # the stub's words
@@ -34,7 +34,11 @@ class StubModel(Seq2Seq):
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOut:
         return EncoderOut(memory=src[:, :, None].float(), mask=self.lengths_to_mask(src_lengths, src.size(1)))
 
-    def init_state(self, enc: EncoderOut) -> DecoderState:
+    @property
+    def traits(self) -> ModelTraits:
+        return ModelTraits(family="stub", decoder_state="growing")
+
+    def init_state(self, enc: EncoderOut, variant: str | None = None) -> DecoderState:
         batch = enc.memory.size(0)
         return {"table": enc.memory[:, 0, 0].long(), "prefix": torch.zeros(batch, 0, dtype=torch.long)}
 

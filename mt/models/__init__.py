@@ -1,13 +1,13 @@
-"""Model construction from a ``conf/model/*.yaml`` node (Hydra ``_target_``) and a short description."""
+"""Model construction from a ``conf/model/*.yaml`` node (Hydra ``_target_``)."""
 
 from __future__ import annotations
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mt.models.base import DecoderState, EncoderOut, Seq2Seq, reorder_state
+from mt.models.base import DecoderState, EncoderOut, ModelTraits, Seq2Seq, reorder_state
 
-__all__ = ["DecoderState", "EncoderOut", "Seq2Seq", "build_model", "describe_model", "reorder_state"]
+__all__ = ["DecoderState", "EncoderOut", "ModelTraits", "Seq2Seq", "build_model", "reorder_state"]
 
 
 def build_model(model_cfg: DictConfig, vocab_size: int) -> Seq2Seq:
@@ -17,8 +17,3 @@ def build_model(model_cfg: DictConfig, vocab_size: int) -> Seq2Seq:
         raise TypeError(f"{model_cfg._target_} built a {type(model).__name__}, not a Seq2Seq")
     return model
 
-
-def describe_model(model: Seq2Seq) -> str:
-    """One line: class name, unique trainable parameters, vocabulary size."""
-    n = model.num_parameters()
-    return f"{type(model).__name__}: {n:,} parameters ({n / 1e6:.2f}M), vocab {model.vocab_size}"

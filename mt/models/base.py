@@ -25,6 +25,28 @@ class EncoderOut:
     mask: Tensor  # (B, S) bool, True at real (non-pad) source positions
 
 
+@dataclass(frozen=True)
+class ModelTraits:
+    """What tools may know about a model, declared by the model itself (tools never inspect classes).
+
+    family: architecture family shown in reports and used to pair systems in comparisons
+        ("transformer", "recurrent", "hybrid", "linear_transformer", ...).
+    decoder_state: "growing" when the incremental decoder state grows with every emitted token (a key/value
+        cache), "constant" when it has a fixed size (an LSTM's (h, c), a linear-attention recurrence).
+    decoding_variants: names accepted by ``init_state(enc, variant=...)``; the first is the default
+        (e.g. the Transformer's ("cached", "uncached"): uncached recomputes the prefix every step).
+    attention_impls: values of the model config key ``attention_impl`` (empty when the model has none).
+    streaming: the encoder reads a source prefix incrementally (``encode_prefix``), so wait-k decoding
+        never re-reads the whole prefix per source token.
+    """
+
+    family: str
+    decoder_state: str
+    decoding_variants: tuple[str, ...] = ("default",)
+    attention_impls: tuple[str, ...] = ()
+    streaming: bool = False
+
+
 def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
     """Select / repeat / reorder the batch entries of any model's decoder state.
 
@@ -58,9 +80,17 @@ class Seq2Seq(nn.Module, ABC):
     def decode(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
         """Teacher forcing. tgt_in: (B, T) ids starting with BOS -> logits (B, T, V)."""
 
+    @property
     @abstractmethod
-    def init_state(self, enc: EncoderOut) -> DecoderState:
-        """Start incremental decoding from the encoder output (state holds whatever the model needs)."""
+    def traits(self) -> ModelTraits:
+        """What tools need to know about this model (see :class:`ModelTraits`)."""
+
+    @abstractmethod
+    def init_state(self, enc: EncoderOut, variant: str | None = None) -> DecoderState:
+        """Start incremental decoding from the encoder output (state holds whatever the model needs).
+
+        variant: one of ``traits.decoding_variants`` (None = the first, the default).
+        """
 
     @abstractmethod
     def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
@@ -69,6 +99,15 @@ class Seq2Seq(nn.Module, ABC):
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """src (B, S), src_lengths (B,), tgt_in (B, T) -> logits (B, T, V)."""
         return self.decode(self.encode(src, src_lengths), tgt_in)
+
+    def check_variant(self, variant: str | None) -> str:
+        """The decoding variant to use: ``variant`` checked against ``traits.decoding_variants`` (None = default)."""
+        variants = self.traits.decoding_variants
+        if variant is None:
+            return variants[0]
+        if variant not in variants:
+            raise ValueError(f"{type(self).__name__} has no decoding variant {variant!r}; it has {', '.join(variants)}")
+        return variant
 
     def num_parameters(self) -> int:
         """Unique trainable parameters (tied matrices counted once)."""

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mt.models.attention import build_attention
-from mt.models.base import DecoderState, EncoderOut, Seq2Seq
+from mt.models.base import DecoderState, EncoderOut, ModelTraits, Seq2Seq
 
 
 class LSTMEncoder(nn.Module):
@@ -104,8 +104,12 @@ class LSTMSeq2Seq(Seq2Seq):
         init = init.view(init.size(0), 2, self.decoder_layers, self.decoder_hidden)  # (B, 2, layers, H)
         return init[:, 0].contiguous(), init[:, 1].contiguous()  # (B, layers, H) each
 
+    @property
+    def traits(self) -> ModelTraits:
+        return ModelTraits(family="recurrent", decoder_state="constant")
+
     # --- decoder -------------------------------------------------------------------------------------------
-    def init_state(self, enc: EncoderOut) -> DecoderState:
+    def init_state(self, enc: EncoderOut, variant: str | None = None) -> DecoderState:
         h, c = self._bridge(enc)  # (B, layers, H) each
         state = {"h": h, "c": c, "memory": enc.memory, "mask": enc.mask,
                  "keys": self.attention.project_keys(enc.memory)}  # keys: (B, S, K)

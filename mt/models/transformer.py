@@ -3,9 +3,9 @@
 Decoder state for ``step`` (all batch-first): ``src_mask`` (B, S) bool; ``pos`` (B,) next position;
 ``cross_k.{i}``/``cross_v.{i}`` (B, heads, S, d_head) precomputed cross-attention keys/values of layer i;
 and either ``self_k.{i}``/``self_v.{i}`` (B, heads, t, d_head) self-attention caches grown by one position
-per step (``use_cache = True``, the default) or ``prefix`` (B, t), the emitted tokens, when the model's
-``use_cache`` attribute is False at ``init_state`` time: then every step recomputes the whole prefix
-(kept for benchmarking the cache).
+per step (variant "cached", the default) or ``prefix`` (B, t), the emitted tokens, with
+``init_state(enc, variant="uncached")``: then every step recomputes the whole prefix (kept for measuring
+what the cache saves).
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mt.models.base import DecoderState, EncoderOut, Seq2Seq
-from mt.models.transformer_layers import KV, DecoderLayer, EncoderLayer, SinusoidalPositions
+from mt.models.base import DecoderState, EncoderOut, ModelTraits, Seq2Seq
+from mt.models.transformer_layers import ATTENTION_IMPLS, KV, DecoderLayer, EncoderLayer, SinusoidalPositions
 
 
 class Transformer(Seq2Seq):
     """Transformer seq2seq; one embedding matrix for source, target and output when share_embeddings."""
-
-    use_cache: bool = True  # set False on an instance to decode by recomputing the prefix each step
 
     def __init__(self, *, vocab_size: int, d_model: int, n_heads: int, ffn_dim: int, encoder_layers: int,
                  decoder_layers: int, dropout: float, attention_dropout: float, activation_dropout: float,
@@ -95,15 +93,21 @@ class Transformer(Seq2Seq):
         logits, _ = self._run_decoder(x, self._cross_kv(enc.memory), enc.mask, past=None)
         return logits  # (B, T, V)
 
-    def init_state(self, enc: EncoderOut) -> DecoderState:
+    @property
+    def traits(self) -> ModelTraits:
+        return ModelTraits(family="transformer", decoder_state="growing", decoding_variants=("cached", "uncached"),
+                           attention_impls=ATTENTION_IMPLS)
+
+    def init_state(self, enc: EncoderOut, variant: str | None = None) -> DecoderState:
+        cached = self.check_variant(variant) == "cached"
         batch = enc.memory.size(0)
         state: DecoderState = {"src_mask": enc.mask, "pos": enc.mask.new_zeros(batch, dtype=torch.long)}
         for i, kv in enumerate(self._cross_kv(enc.memory)):
             state[f"cross_k.{i}"], state[f"cross_v.{i}"] = kv.k, kv.v  # (B, h, S, dh)
-            if self.use_cache:
+            if cached:
                 empty = kv.k.new_zeros(batch, self.n_heads, 0, self.d_head)  # (B, h, 0, dh)
                 state[f"self_k.{i}"], state[f"self_v.{i}"] = empty, empty
-        if not self.use_cache:
+        if not cached:
             state["prefix"] = enc.mask.new_zeros(batch, 0, dtype=torch.long)  # (B, 0)
         return state
 

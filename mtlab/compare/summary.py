@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import statistics
 
-from mt.compare.runs import RunOutcome
+from mtlab.compare.runs import RunOutcome
 
 _PRECISION = {"32": "32", "32-true": "32", "bf16-mixed": "bf16", "bf16-true": "bf16", "16-mixed": "16",
               "16-true": "16"}
 
 
 def bench_precision(trainer_precision: object) -> str:
-    """trainer.precision of a run -> the matching mt.bench precision (32 | bf16 | 16)."""
+    """trainer.precision of a run -> the matching mtlab.bench precision (32 | bf16 | 16)."""
     return _PRECISION.get(str(trainer_precision), "32")
 
 

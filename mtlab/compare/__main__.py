@@ -1,9 +1,9 @@
 """Compare matched presets end to end and write REPORT.md, results.json and plots into output_dir.
 
-python -m mt.compare                                  # Multi30k en-de, models=[lstm,transformer], conf/compare.yaml
-python -m mt.compare parallel=true                    # both runs at once, the cores shared out
-python -m mt.compare data.src=de data.tgt=en          # data/paths/decode overrides go to every train.py run too
-python -m mt.compare models=[lstm_base,transformer_base] data=hf data.path=wmt14 data.config=de-en \
+python -m mtlab.compare                                  # Multi30k en-de, models=[lstm,transformer], conf/compare.yaml
+python -m mtlab.compare parallel=true                    # both runs at once, the cores shared out
+python -m mtlab.compare data.src=de data.tgt=en          # data/paths/decode overrides go to every train.py run too
+python -m mtlab.compare models=[lstm_base,transformer_base] data=hf data.path=wmt14 data.config=de-en \
     data.src=de data.tgt=en 'train_overrides=["trainer.precision=bf16-mixed","trainer.max_epochs=20"]' \
     'bench_overrides=["memory.max_gib=40"]'          # full scale on a GPU (quote list items that contain '=')
 
@@ -24,7 +24,7 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
 def main(cfg: DictConfig) -> None:
-    from mt.compare.run import compare
+    from mtlab.compare.run import compare
     from mt.errors import one_line_errors
 
     with one_line_errors():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mt.bench.table import fmt
+from mtlab.bench.table import fmt
 
 
 def md_table(headers: list[str], rows: list[list[object]]) -> str:
@@ -132,7 +132,7 @@ def decoding_section(bench: dict) -> str:
 def targets_section(bench: dict) -> str:
     rows = [[t["name"], "n/a" if t["value"] is None else f"{t['value']:.3g}", f"{t['op']} {t['target']:g}",
              "n/a" if t["pass"] is None else "pass" if t["pass"] else "FAIL"] for t in bench.get("targets", [])]
-    return "## Engineering targets (mt.bench)\n" + md_table(["target", "measured", "wanted", "result"], rows)
+    return "## Engineering targets (mtlab.bench)\n" + md_table(["target", "measured", "wanted", "result"], rows)
 
 
 def render_report(res: dict) -> str:
@@ -143,7 +143,7 @@ def render_report(res: dict) -> str:
         "No verdicts: the claims need one Transformer and one recurrent model."]
     plots = [f"![{name}]({file})" for name, file in res["plots"].items()]
     parts = [f"# {' vs '.join(res['runs'])}: {res['data'].get('name', '')} {res['data'].get('pair', '')}",
-             f"Written by `python -m mt.compare` on {res['written']}. Every number below is measured (results.json "
+             f"Written by `python -m mtlab.compare` on {res['written']}. Every number below is measured (results.json "
              "holds them all); the verdicts are computed from them with the thresholds in conf/compare.yaml.",
              "## Verdicts\n" + "\n".join(verdicts), setup_section(res), quality_section(res), training_section(res),
              throughput_section(bench), memory_section(bench), decoding_section(bench), targets_section(bench),

@@ -1,4 +1,4 @@
-"""The comparison's benchmarks: mt.bench in-process on the trained checkpoints, reused when nothing changed."""
+"""The comparison's benchmarks: mtlab.bench in-process on the trained checkpoints, reused when nothing changed."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mt.bench import bench_defaults, run_bench
-from mt.bench.table import render
-from mt.compare.runs import RunOutcome
+from mtlab.bench import bench_defaults, run_bench
+from mtlab.bench.table import render
+from mtlab.compare.runs import RunOutcome
 from mt.textio import atomic_write_text
 
 log = logging.getLogger(__name__)

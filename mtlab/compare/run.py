@@ -10,13 +10,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mt.bench.system import resolve_device, system_info
-from mt.compare.benchmarks import run_benchmarks
-from mt.compare.claims import verdicts
-from mt.compare.plots import write_plots
-from mt.compare.report import render_report
-from mt.compare.runs import execute, forwarded_overrides, plan_runs, read_outcome, run_env
-from mt.compare.summary import roles, summarize_run
+from mtlab.bench.system import resolve_device, system_info
+from mtlab.compare.benchmarks import run_benchmarks
+from mtlab.compare.claims import verdicts
+from mtlab.compare.plots import write_plots
+from mtlab.compare.report import render_report
+from mtlab.compare.runs import execute, forwarded_overrides, plan_runs, read_outcome, run_env
+from mtlab.compare.summary import roles, summarize_run
 from mt.textio import atomic_write_text
 
 log = logging.getLogger(__name__)

@@ -1,5 +1,5 @@
 """The LSTM vs Transformer comparison: resumable training runs, benchmarks, REPORT.md, results.json, plots."""
 
-from mt.compare.run import compare
+from mtlab.compare.run import compare
 
 __all__ = ["compare"]

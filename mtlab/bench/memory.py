@@ -17,9 +17,9 @@ import torch
 from omegaconf import DictConfig
 
 from mt.batch import Batch
-from mt.bench.models import ModelSpec
-from mt.bench.system import synchronize
-from mt.bench.throughput import synthetic_batches
+from mtlab.bench.models import ModelSpec
+from mtlab.bench.system import synchronize
+from mtlab.bench.throughput import synthetic_batches
 from mt.loss import label_smoothed_nll
 from mt.models import Seq2Seq
 from mt.translate import autocast_for

@@ -1,4 +1,4 @@
-"""run_bench(cfg): every selected section, the targets, bench.json; the plain function behind mt.bench."""
+"""run_bench(cfg): every selected section, the targets, bench.json; the plain function behind mtlab.bench."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mt.bench.decoding import measure_decoding
-from mt.bench.memory import measure_curves
-from mt.bench.models import CONF_DIR, ModelSpec, model_specs
-from mt.bench.system import resolve_device, system_info
-from mt.bench.targets import evaluate_targets
-from mt.bench.throughput import LIGHTNING_PRECISION, measure, synthetic_batches
+from mtlab.bench.decoding import measure_decoding
+from mtlab.bench.memory import measure_curves
+from mtlab.bench.models import CONF_DIR, ModelSpec, model_specs
+from mtlab.bench.system import resolve_device, system_info
+from mtlab.bench.targets import evaluate_targets
+from mtlab.bench.throughput import LIGHTNING_PRECISION, measure, synthetic_batches
 from mt.data import TranslationDataModule
 from mt.errors import MTError
 from mt.textio import atomic_write_text

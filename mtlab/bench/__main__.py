@@ -1,6 +1,6 @@
 """Benchmark training throughput, memory against sequence length and decoding speed; print a table.
 
-python -m mt.bench [models=[lstm,transformer]] [device=auto|cpu|cuda] [precisions=[32,bf16]]
+python -m mtlab.bench [models=[lstm,transformer]] [device=auto|cpu|cuda] [precisions=[32,bf16]]
                    [sections=[throughput,memory,decoding]] [memory.lengths=[64,128,256]] [throughput.steps=8]
                    [+ckpts.transformer=PATH +ckpts.lstm=PATH]
 Writes bench.json (and the printed table as bench.txt) into the Hydra run folder (outputs/bench/<date>/).
@@ -19,8 +19,8 @@ CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
 def main(cfg: DictConfig) -> None:
-    from mt.bench.run import run_bench
-    from mt.bench.table import render
+    from mtlab.bench.run import run_bench
+    from mtlab.bench.table import render
     from mt.errors import one_line_errors
     from mt.textio import atomic_write_text
 

@@ -1,4 +1,4 @@
-"""Plain-text, column-aligned tables of the benchmark results (what ``python -m mt.bench`` prints)."""
+"""Plain-text, column-aligned tables of the benchmark results (what ``python -m mtlab.bench`` prints)."""
 
 from __future__ import annotations
 

@@ -24,8 +24,8 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from mt.batch import BOS_ID, EOS_ID, Batch
-from mt.bench.models import ModelSpec
-from mt.bench.system import synchronize
+from mtlab.bench.models import ModelSpec
+from mtlab.bench.system import synchronize
 from mt.loss import label_smoothed_nll
 from mt.translate import autocast_for
 

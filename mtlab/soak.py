@@ -1,6 +1,6 @@
 """Kill-and-resume soak: SIGKILL a real small training run (``python train.py``) many times, resume each time.
 
-    python -m mt.soak --kills 25 [--seed 0] [--workdir DIR] [--arch transformer] [--limit 300] [--epochs 4]
+    python -m mtlab.soak --kills 25 [--seed 0] [--workdir DIR] [--arch transformer] [--limit 300] [--epochs 4]
 
 First an uninterrupted reference run, then the same run killed ``--kills`` times at random moments (during
 startup, at a random point of a random training step, and *inside* checkpoint writes, which
@@ -49,7 +49,7 @@ class SlowCheckpointWrites(Callback):
 
     It slows down ``torch.save`` into an open file, which is what :func:`mt.checkpoint.atomic_torch_save` does
     with its temporary file, so the real atomic-write code runs and a kill can land in the middle of a write.
-    Add it through the config: ``+callbacks.slow_writes._target_=mt.soak.SlowCheckpointWrites``.
+    Add it through the config: ``+callbacks.slow_writes._target_=mtlab.soak.SlowCheckpointWrites``.
     """
 
     def __init__(self, seconds: float = 0.3, chunks: int = 10) -> None:
@@ -93,7 +93,7 @@ def run_overrides(arch: str, out: Path, cache: Path, *, limit: int, epochs: int,
     if data_dir:
         overrides.append(f"paths.data_dir={data_dir}")
     if slow_write_s > 0:
-        overrides += ["+callbacks.slow_writes._target_=mt.soak.SlowCheckpointWrites",
+        overrides += ["+callbacks.slow_writes._target_=mtlab.soak.SlowCheckpointWrites",
                       f"+callbacks.slow_writes.seconds={slow_write_s}"]
     return overrides
 
@@ -438,7 +438,7 @@ def compare(result: SoakResult, run: Path, reference: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mt.soak", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m mtlab.soak", description=__doc__.split("\n\n")[0])
     p.add_argument("--kills", type=int, default=25, help="SIGKILLs to survive (default 25)")
     p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
     p.add_argument("--workdir", type=Path, default=None, help="folder for the runs (default: a new temp folder)")
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[soak] working in {args.workdir}", file=sys.stderr, flush=True)
     result = soak(args.workdir, args.kills, seed=args.seed, arch=args.arch, limit=args.limit, epochs=args.epochs,
                   every=args.every, slow_write_s=args.slow_write, data_dir=args.data_dir)
-    summary = {"command": "python -m mt.soak " + " ".join(sys.argv[1:] if argv is None else argv),
+    summary = {"command": "python -m mtlab.soak " + " ".join(sys.argv[1:] if argv is None else argv),
                "workdir": str(args.workdir), **asdict(result)}
     summary["loss_mismatches"] = summary["loss_mismatches"][:20]
     print(json.dumps(summary, indent=2))

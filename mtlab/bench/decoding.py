@@ -16,8 +16,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mt.batch import Batch
-from mt.bench.models import ModelSpec
-from mt.bench.system import synchronize
+from mtlab.bench.models import ModelSpec
+from mtlab.bench.system import synchronize
 from mt.models import Seq2Seq
 from mt.tokenizer import Tokenizer
 from mt.translate import Translator, autocast_for, decode_batch, search_config

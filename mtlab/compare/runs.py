@@ -108,7 +108,7 @@ def execute(plans: list[RunPlan], parallel: bool) -> None:
             for p in group:
                 p.run_dir.parent.mkdir(parents=True, exist_ok=True)
                 logf = open(p.log_path, "a", encoding="utf-8")  # closed after the run
-                logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} mt.compare: {p.status} run: "
+                logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} mtlab.compare: {p.status} run: "
                            f"{' '.join(p.command)}\n")
                 logf.flush()
                 log.info("%s: %s run (log: %s)%s", p.preset, p.status, p.log_path,
