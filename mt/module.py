@@ -5,18 +5,19 @@ from __future__ import annotations
 import logging
 import random
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from lightning import LightningModule
-from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from mt.batch import Batch
 from mt.errors import MTError
 from mt.loss import label_smoothed_nll
 from mt.metrics import Score, corpus_score
-from mt.models import build_model
+from mt.models import Seq2Seq
+from mt.optim import OptimizerFactory
 from mt.schedule import LRSchedule
 from mt.tokenizer import Tokenizer
 from mt.translate import decode_batch, fit_batch, search_config, source_limit
@@ -24,34 +25,41 @@ from mt.translate import decode_batch, fit_batch, search_config, source_limit
 log = logging.getLogger(__name__)
 
 
-def _plain(cfg: DictConfig | dict) -> dict:
-    return OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else dict(cfg)
+@dataclass
+class EvalReferences:
+    """Raw references of the evaluation sets, in original order: validation, and each test set by name."""
+
+    validation: list[str]
+    test: dict[str, list[str]] = field(default_factory=dict)
 
 
 class TranslationModule(LightningModule):
     """Wraps any :class:`~mt.models.base.Seq2Seq` for training and exact, order-preserving evaluation.
 
-    Hyperparameters are stored as plain containers (never OmegaConf objects), so checkpoints load with
-    ``weights_only=True``. The tokenizer travels inside every checkpoint (model bytes + sha256).
+    Everything arrives built: the model, the tokenizer, the references of the evaluation sets, an optimizer
+    factory and the learning-rate schedule. ``run_config`` is the plain-data record of the run (model, optim,
+    train, decode, data, vocab_size) stored as hyperparameters, so that a checkpoint rebuilds its model and
+    loads with ``weights_only=True``; the tokenizer travels inside every checkpoint (model bytes + sha256).
+    Scores come back as logged values: ``val/bleu``, ``test/<set>/bleu``, ``test/<set>/chrf``.
     """
 
-    def __init__(self, model: DictConfig | dict, optim: DictConfig | dict, train: DictConfig | dict,
-                 decode: DictConfig | dict, data: DictConfig | dict, vocab_size: int) -> None:
+    def __init__(self, model: Seq2Seq, run_config: dict, optimizer: OptimizerFactory, schedule: LRSchedule,
+                 tokenizer: Tokenizer | None = None, references: EvalReferences | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters({"model": _plain(model), "optim": _plain(optim), "train": _plain(train),
-                                   "decode": _plain(decode), "data": _plain(data), "vocab_size": vocab_size})
-        if self.hparams.train["nonfinite"] not in ("stop", "skip"):
-            raise MTError(f"train.nonfinite={self.hparams.train['nonfinite']!r} is unknown; use stop or skip")
-        self.model = build_model(OmegaConf.create(self.hparams.model), vocab_size)
+        self.save_hyperparameters(run_config)
+        train = self.hparams.train
+        if train["nonfinite"] not in ("stop", "skip"):
+            raise MTError(f"train.nonfinite={train['nonfinite']!r} is unknown; use stop or skip")
+        self.model = model
+        self.tokenizer = tokenizer  # None: training only (no evaluation, e.g. throughput benchmarks)
+        self.references = references
+        self.optimizer_factory = optimizer
+        self.schedule = schedule  # one object: LambdaLR's multiplier, and told each validation BLEU (plateau)
         self.search_cfg = search_config(self.hparams.decode)
         # evaluation cuts longer sources (decoding) and targets (loss) instead of failing or running out of memory
         self._max_src = source_limit(self.model, self.hparams.decode)
         self._max_tgt = self.model.max_target_len or (None if self._max_src is None else self._max_src + 1)
         self._truncated = 0  # sources cut in the current evaluation
-        self.tokenizer: Tokenizer | None = None  # set by the pipeline / datamodule before fitting
-        self.references: dict[str, list[str]] = {}  # split name -> raw references, original order
-        self.eval_names: list[str] = ["validation"]  # split name of each val/test dataloader index
-        self.test_scores: dict[str, Score] = {}
         self._outputs: dict[int, list[tuple[int, list[int]]]] = {}
         self._tok_s: float | None = None
         self._t_last: float | None = None
@@ -138,23 +146,27 @@ class TranslationModule(LightningModule):
         if self.trainer.sanity_checking:
             self._outputs = {}
             return
-        score = self._score_outputs(self.eval_names[0], 0)
+        score = self._score_outputs("validation", self._references().validation, 0)
         self.log("val/bleu", score.bleu, prog_bar=True, sync_dist=False)
         self.log("val/chrf", score.chrf, sync_dist=False)
         self.log("val/elapsed_s", self.elapsed_s(), sync_dist=False)
-        schedule: LRSchedule = self.lr_schedulers().lr_lambdas[0]  # type: ignore[union-attr]
-        if schedule.observe(score.bleu):
-            log.info("validation BLEU did not improve: learning-rate scale now %.3g", schedule.scale)
+        if self.schedule.observe(score.bleu):
+            log.info("validation BLEU did not improve: learning-rate scale now %.3g", self.schedule.scale)
 
     def on_test_epoch_end(self) -> None:
         self._warn_truncated()
-        for idx, name in enumerate(self.eval_names):
-            score = self._score_outputs(name, idx)
-            self.test_scores[name] = score
+        for idx, (name, refs) in enumerate(self._references().test.items()):  # dataloader order = set order
+            score = self._score_outputs(name, refs, idx)
             self.log(f"test/{name}/bleu", score.bleu, sync_dist=False)
             self.log(f"test/{name}/chrf", score.chrf, sync_dist=False)
 
-    def _score_outputs(self, split: str, dataloader_idx: int) -> Score:
+    def _references(self) -> EvalReferences:
+        if self.references is None or self.tokenizer is None:
+            raise RuntimeError("this TranslationModule was built without tokenizer and references: it can train "
+                               "but not evaluate")
+        return self.references
+
+    def _score_outputs(self, split: str, refs: list[str], dataloader_idx: int) -> Score:
         """Gather (id, tokens) from all ranks, restore original order, detokenize and score."""
         local = self._outputs.get(dataloader_idx, [])
         if self.trainer.world_size > 1:
@@ -163,7 +175,6 @@ class TranslationModule(LightningModule):
             pairs = [p for part in gathered for p in part]
         else:
             pairs = local
-        refs = self.references[split]
         by_id = dict(pairs)
         if len(by_id) != len(pairs):
             raise RuntimeError(f"{split}: {len(pairs) - len(by_id)} sentences were decoded more than once")
@@ -203,15 +214,8 @@ class TranslationModule(LightningModule):
 
     # ------------------------------------------------------------------------------------ optimizer, schedule
     def configure_optimizers(self) -> dict:
-        o = self.hparams.optim
-        decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() > 1]
-        no_decay = [p for p in self.model.parameters() if p.requires_grad and p.dim() <= 1]
-        optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
-                                       {"params": no_decay, "weight_decay": 0.0}],
-                                      lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"])
-        schedule = LRSchedule(o["schedule"], o["warmup_steps"], o["lr"], o["min_lr"],
-                              o["plateau_factor"], o["plateau_patience"])
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [schedule, schedule])
+        optimizer = self.optimizer_factory(self.model)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)  # one multiplier, every group
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ------------------------------------------------------------------------------------------- checkpoints

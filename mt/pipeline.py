@@ -26,9 +26,13 @@ from mt.checkpoint import (
 )
 from mt.data import TranslationDataModule
 from mt.errors import require_values
-from mt.module import TranslationModule
+from mt.metrics import metric_signatures
+from mt.models import build_model
+from mt.module import EvalReferences, TranslationModule
+from mt.optim import optimizer_factory, schedule_from
 from mt.preflight import check_output_dir, resolve_ckpt_path
 from mt.textio import atomic_open, atomic_write_text
+from mt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,7 @@ class TrainResult:
     global_step: int
     epochs: int
     num_parameters: int
+    model_family: str  # the model's traits.family (tools pair systems by it, never by class name)
     peak_memory_mb: float  # CUDA: peak allocated by this process; CPU: peak resident set size
     fit_seconds: float  # wall-clock time of fitting, validation included, summed over resumes
     test: dict[str, dict] = field(default_factory=dict)
@@ -66,6 +71,24 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
                      plugins=[AtomicCheckpointIO()], default_root_dir=str(output_dir))
 
 
+def run_config(cfg: DictConfig, vocab_size: int) -> dict:
+    """The plain-data record of a run that checkpoints carry (enough to rebuild model and decoding)."""
+    plain = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("model", "optim", "train", "decode", "data")}
+    return {**plain, "vocab_size": vocab_size}
+
+
+def build_module(cfg: DictConfig, vocab_size: int, tokenizer: Tokenizer | None = None,
+                 references: EvalReferences | None = None) -> TranslationModule:
+    """The LightningModule of a composed train config, every part built here and handed in.
+
+    Without tokenizer and references the module trains but cannot evaluate (throughput benchmarks).
+    """
+    record = run_config(cfg, vocab_size)
+    return TranslationModule(build_model(cfg.model, vocab_size), record,
+                             optimizer=optimizer_factory(record["optim"]), schedule=schedule_from(record["optim"]),
+                             tokenizer=tokenizer, references=references)
+
+
 def _fitting_checkpoint(cfg: DictConfig, option: str, path: str, module: TranslationModule, tokenizer_sha: str,
                         hint: str) -> dict:
     """Load the checkpoint at ``path`` (given as ``cfg.<option>``); check it fits this run's tokenizer and model."""
@@ -75,6 +98,15 @@ def _fitting_checkpoint(cfg: DictConfig, option: str, path: str, module: Transla
                               f"{cfg.data.name} {cfg.data.src}-{cfg.data.tgt} builds; {hint}")
     check_model_state(module.model, model_state(ckpt), f"{option}={cfg[option]}")
     return ckpt
+
+
+def test_scores(logged: list[dict[str, float]], references: dict[str, list[str]]) -> dict[str, dict]:
+    """``trainer.test``'s returned metrics -> {test set: {bleu, chrf, signatures, n_sentences}}."""
+    merged = {k: v for per_loader in logged for k, v in per_loader.items()}
+    sig = metric_signatures()
+    return {name: {"bleu": float(merged[f"test/{name}/bleu"]), "chrf": float(merged[f"test/{name}/chrf"]),
+                   "bleu_signature": sig.bleu, "chrf_signature": sig.chrf, "n_sentences": len(refs)}
+            for name, refs in references.items()}
 
 
 def train(cfg: DictConfig) -> TrainResult:
@@ -88,8 +120,8 @@ def train(cfg: DictConfig) -> TrainResult:
     dm = TranslationDataModule(cfg.data, cfg.paths, seed=cfg.seed)
     dm.prepare_data()
     tokenizer = dm.tokenizer
-    module = TranslationModule(cfg.model, cfg.optim, cfg.train, cfg.decode, cfg.data, tokenizer.vocab_size)
-    module.tokenizer = tokenizer
+    references = EvalReferences(dm.references("validation"), {name: dm.references(name) for name in dm.test_names})
+    module = build_module(cfg, tokenizer.vocab_size, tokenizer, references)
     n_params = module.model.num_parameters()
     log.info("model %s: %s parameters (%.2fM), vocabulary %d", cfg.model._target_.rsplit(".", 1)[-1],
              f"{n_params:,}", n_params / 1e6, tokenizer.vocab_size)
@@ -112,8 +144,6 @@ def train(cfg: DictConfig) -> TrainResult:
         for folder in {c.dirpath for c in trainer.checkpoint_callbacks if getattr(c, "dirpath", None)}:
             if removed := remove_stale_temp_files(folder):
                 log.warning("removed %d temporary file(s) of checkpoint writes interrupted in %s", removed, folder)
-    module.references = {"validation": dm.references("validation")}
-    module.eval_names = ["validation"]
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
 
     ckpt_cb = trainer.checkpoint_callback if isinstance(trainer.checkpoint_callback, ModelCheckpoint) else None
@@ -126,12 +156,10 @@ def train(cfg: DictConfig) -> TrainResult:
         log.info("averaged %d best checkpoints into %s", len(ckpt_cb.best_k_models), averaged)
 
     result = TrainResult(str(output_dir), best_bleu, best, last, averaged, trainer.global_step,
-                         trainer.current_epoch, n_params, round(peak_memory_mb(), 1), round(module.elapsed_s(), 1))
+                         trainer.current_epoch, n_params, module.model.traits.family, round(peak_memory_mb(), 1), round(module.elapsed_s(), 1))
     if cfg.test_after_fit and not trainer.interrupted:
-        module.references = {name: dm.references(name) for name in dm.test_names}
-        module.eval_names = list(dm.test_names)
-        trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
-        result.test = {name: s.as_dict() for name, s in module.test_scores.items()}
+        logged = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
+        result.test = test_scores(logged, references.test)
 
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "results.json", json.dumps(asdict(result), indent=2) + "\n")

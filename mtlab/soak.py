@@ -33,8 +33,9 @@ from typing import Any
 import torch
 from lightning.pytorch.callbacks import Callback
 
-ROOT = Path(__file__).resolve().parents[1]
-TRAIN_PY = ROOT / "train.py"
+from mt.api import csv_versions
+
+TRAIN_COMMAND = [sys.executable, "-m", "mt.cli.train"]  # the library's entry point, no checkout path
 
 TINY_MODELS = {
     "transformer": ["model=transformer", "model.d_model=32", "model.n_heads=2", "model.ffn_dim=64",
@@ -105,12 +106,6 @@ def child_env() -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------------ reading a run
-def versions(run: Path) -> list[Path]:
-    """The CSV logger's version folders of a run, in numeric order (version_10 after version_9)."""
-    found = [p for p in (run / "csv").glob("version_*") if p.name.split("_", 1)[1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("_", 1)[1]))
-
-
 def read_metrics(path: Path, column: str) -> dict[int, float]:
     """``step -> value`` of one metrics.csv column; rows a kill cut short are skipped."""
     out: dict[int, float] = {}
@@ -130,7 +125,7 @@ def read_metrics(path: Path, column: str) -> dict[int, float]:
 def run_metrics(run: Path, column: str) -> dict[int, float]:
     """``step -> value`` over every (re)start of a run; a later start overrides the steps it repeated."""
     merged: dict[int, float] = {}
-    for version in versions(run):
+    for version in csv_versions(run):
         merged.update(read_metrics(version / "metrics.csv", column))
     return merged
 
@@ -142,7 +137,7 @@ def temp_files(folder: Path) -> set[str]:
 
 def check_checkpoints(folder: Path) -> tuple[int, list[str]]:
     """(number of ``*.ckpt`` files, those that do not load with :func:`mt.checkpoint.load_checkpoint`)."""
-    from mt.checkpoint import CheckpointError, load_checkpoint
+    from mt.api import CheckpointError, load_checkpoint
 
     paths = sorted(folder.glob("*.ckpt")) if folder.is_dir() else []
     corrupt = []
@@ -174,7 +169,7 @@ def final_state_identical(run: Path, reference: Path) -> bool:
     of the last epoch or (by Lightning's ModelCheckpoint.on_train_end, when that process had not written one yet)
     at the end of training: two records of the same finished state.
     """
-    from mt.checkpoint import load_checkpoint
+    from mt.api import load_checkpoint
 
     a, b = (load_checkpoint(r / "checkpoints" / "last.ckpt") for r in (run, reference))
     keys = ("state_dict", "optimizer_states", "lr_schedulers", "global_step")
@@ -210,7 +205,7 @@ class Attempt:
 
 def _new_version_step(run: Path, old: set[str]) -> int | None:
     """Highest training step logged by a logger version created after ``old`` was listed."""
-    new = [v for v in versions(run) if v.name not in old]
+    new = [v for v in csv_versions(run) if v.name not in old]
     if not new:
         return None
     steps = read_metrics(new[-1] / "metrics.csv", "train/loss")
@@ -221,14 +216,14 @@ def run_attempt(cmd: list[str], run: Path, log_path: Path, trigger: Trigger, ind
                 resumed_from: int | None, timeout: float = 600.0) -> Attempt:
     """Run ``cmd`` until it ends or ``trigger`` fires, then SIGKILL it; returns what happened."""
     ckpt_dir = run / "checkpoints"
-    old_versions = {v.name for v in versions(run)}
+    old_versions = {v.name for v in csv_versions(run)}
     old_temps = temp_files(ckpt_dir)
     attempt = Attempt(index, resumed_from, trigger.mode, log=str(log_path))
     t0 = time.monotonic()
     kill_at: float | None = None
     next_look = t0
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=child_env())
         try:
             while proc.poll() is None:
                 now = time.monotonic()
@@ -260,7 +255,7 @@ def run_attempt(cmd: list[str], run: Path, log_path: Path, trigger: Trigger, ind
                 proc.wait()
     attempt.rc = proc.returncode
     attempt.seconds = round(time.monotonic() - t0, 2)
-    new = [v for v in versions(run) if v.name not in old_versions]
+    new = [v for v in csv_versions(run) if v.name not in old_versions]
     steps = read_metrics(new[0] / "metrics.csv", "train/loss") if new else {}
     attempt.first_step = min(steps) if steps else None
     return attempt
@@ -336,7 +331,7 @@ def soak(workdir: Path, kills: int, *, seed: int = 0, arch: str = "transformer",
     result = SoakResult(kills_requested=kills)
 
     def command(out: Path, ckpt_path: str | None, slow: float) -> list[str]:
-        cmd = [sys.executable, str(TRAIN_PY), *run_overrides(arch, out, cache, limit=limit, epochs=epochs,
+        cmd = [*TRAIN_COMMAND, *run_overrides(arch, out, cache, limit=limit, epochs=epochs,
                                                              every=every, slow_write_s=slow, data_dir=data_dir)]
         return cmd + ([f"ckpt_path={ckpt_path}"] if ckpt_path else [])
 
@@ -356,7 +351,7 @@ def soak(workdir: Path, kills: int, *, seed: int = 0, arch: str = "transformer",
     result.reference_steps = len(ref_losses)
     total_steps = max(ref_losses) + 1
 
-    from mt.checkpoint import load_checkpoint
+    from mt.api import load_checkpoint
 
     t1 = time.monotonic()
     resume_points = result.resume_points

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from mt.api import short_precision
 from mtlab.compare.claims import HOLDS, claim_time_to_bleu, claim_tokens_per_second
 from mtlab.compare.runs import forwarded_overrides, plan_runs, read_csv_logs, run_env
-from mtlab.compare.summary import bench_precision, time_to_bleu
+from mtlab.compare.summary import time_to_bleu
 from tests.test_bench import TINY_BENCH, TINY_DATA, run_module
 from tests.utils import TINY
 
@@ -30,12 +32,14 @@ def test_plan_runs_resumes_and_skips(tmp_path: Path) -> None:
     (tmp_path / "runs" / "transformer" / "checkpoints" / "last.ckpt").write_bytes(b"")
     lstm, transformer, base = plan_runs(cfg, tmp_path, ["data.src=de"])
     assert (lstm.status, transformer.status, base.status) == ("finished", "resume", "fresh")
-    assert lstm.command[2:] == ["model=lstm", "data.src=de", "x=1", "model.dropout=0.3",
+    assert lstm.command[3:] == ["model=lstm", "data.src=de", "x=1", "model.dropout=0.3",
                                 f"hydra.run.dir={tmp_path / 'runs' / 'lstm'}"]
     assert transformer.command[-1] == f"ckpt_path={tmp_path / 'runs' / 'transformer' / 'checkpoints' / 'last.ckpt'}"
     assert not any(c.startswith("ckpt_path=") for c in base.command)
     assert transformer.log_path == tmp_path / "runs" / "transformer.log"
-    assert "OMP_NUM_THREADS" in run_env(True, 2) and int(run_env(True, 2)["OMP_NUM_THREADS"]) >= 1
+    cores = os.cpu_count() or 1
+    assert run_env(True, 2)["OMP_NUM_THREADS"] == str(max(1, cores // 2))  # the cores shared out
+    assert run_env(False, 2).get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")  # sequential: untouched
 
 
 def test_csv_logs_of_every_restart_are_read_in_order(tmp_path: Path) -> None:
@@ -48,7 +52,7 @@ def test_csv_logs_of_every_restart_are_read_in_order(tmp_path: Path) -> None:
     assert [v["bleu"] for v in val] == [5.0, 12.5] and [v["elapsed_s"] for v in val] == [60.0, 130.0]
     assert tok_s == [100.0, 300.0]
     assert time_to_bleu(val, [5, 10, 20]) == {"5": 60.0, "10": 130.0, "20": None}
-    assert bench_precision("bf16-mixed") == "bf16" and bench_precision(32) == "32"
+    assert short_precision("bf16-mixed") == "bf16" and short_precision(32) == "32"
 
 
 def test_verdicts_follow_the_numbers() -> None:

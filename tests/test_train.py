@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import torch
 from mt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
 from mt.errors import MTError
 from mt.pipeline import train
+from mt.runlogs import metric_rows
 from mt.translate import Translator
 from tests.utils import ROOT, compose_train, tiny_overrides
 
@@ -27,11 +27,7 @@ def cache(tmp_path_factory) -> Path:
 
 def train_losses(out: Path) -> dict[int, float]:
     """Per-step training losses from the CSV logger, over every (re)start of the run."""
-    losses: dict[int, float] = {}
-    for path in sorted((out / "csv").glob("version_*/metrics.csv")):
-        with open(path) as f:
-            losses.update({int(r["step"]): float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")})
-    return losses
+    return {int(r["step"]): float(r["train/loss"]) for r in metric_rows(out) if "train/loss" in r}
 
 
 @pytest.mark.parametrize("arch", ARCHS)

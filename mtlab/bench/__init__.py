@@ -1,5 +1,5 @@
 """Benchmarks: training throughput (bare loop vs pipeline), memory vs length, decoding speed, targets."""
 
-from mtlab.bench.run import bench_defaults, run_bench
+from mtlab.bench.run import run_bench
 
-__all__ = ["bench_defaults", "run_bench"]
+__all__ = ["run_bench"]

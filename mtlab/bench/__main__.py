@@ -14,15 +14,14 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+from mt.api import CONF_DIR
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="bench")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="bench")
 def main(cfg: DictConfig) -> None:
+    from mt.api import atomic_write_text, one_line_errors
     from mtlab.bench.run import run_bench
     from mtlab.bench.table import render
-    from mt.errors import one_line_errors
-    from mt.textio import atomic_write_text
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     with one_line_errors():

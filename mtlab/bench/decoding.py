@@ -15,12 +15,9 @@ from dataclasses import asdict, dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mt.batch import Batch
+from mt.api import Batch, Seq2Seq, Tokenizer, Translator, autocast_for, decode_batch, search_config
 from mtlab.bench.models import ModelSpec
 from mtlab.bench.system import synchronize
-from mt.models import Seq2Seq
-from mt.tokenizer import Tokenizer
-from mt.translate import Translator, autocast_for, decode_batch, search_config
 
 
 @dataclass
@@ -45,7 +42,9 @@ class LatencyCurve:
 
     name: str  # e.g. "transformer cached"
     preset: str
-    cache: bool | None  # None: the model has no cache switch
+    variant: str  # the model's decoding variant (traits.decoding_variants), e.g. "cached" / "uncached"
+    family: str  # traits.family
+    decoder_state: str  # traits.decoder_state: "growing" (cache) or "constant"
     ms: list[float]  # ms[i] = position i + 1
     early_ms: float  # mean over the first tenth of the positions (from position 2)
     late_ms: float  # mean over the last tenth
@@ -115,12 +114,12 @@ def evenly_spaced(items: list, k: int) -> list:
 
 @torch.inference_mode()
 def step_latency(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, positions: int, repeats: int,
-                 device: torch.device, precision: str) -> list[float]:
+                 device: torch.device, precision: str, variant: str | None = None) -> list[float]:
     """Median milliseconds of ``model.step`` at positions 1..N, feeding back the argmax token."""
     times: list[list[float]] = [[] for _ in range(positions)]
     with autocast_for(device, precision):
         for _ in range(repeats):
-            state = model.init_state(model.encode(src, src_lengths))
+            state = model.init_state(model.encode(src, src_lengths), variant)
             tokens = torch.full((src.size(0),), model.bos_id, dtype=torch.long, device=device)  # (B,)
             for i in range(positions):
                 synchronize(device)
@@ -133,7 +132,7 @@ def step_latency(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, p
 
 
 def latency_curves(preset: str, translator: Translator, sentence: str, cfg: DictConfig) -> list[LatencyCurve]:
-    """Latency against position; a model with a ``use_cache`` switch gets a cached and an uncached curve."""
+    """Latency against position, one curve per decoding variant the model declares (e.g. cached, uncached)."""
     model, device = translator.model, translator.device
     batch = next(iter(translator.batches([sentence]))).to(device)
     rows = int(cfg.latency_batch_size)
@@ -141,24 +140,18 @@ def latency_curves(preset: str, translator: Translator, sentence: str, cfg: Dict
     positions = int(cfg.latency_positions)
     if model.max_target_len is not None:
         positions = min(positions, model.max_target_len)
-    switch = hasattr(model, "use_cache")
-    original = getattr(model, "use_cache", None)
+    traits = model.traits
     curves = []
-    for cache in ([True, False] if switch else [None]):
-        if switch:
-            model.use_cache = cache
-        try:
-            step_latency(model, src, lengths, min(positions, 4), 1, device, translator.precision)  # warm-up
-            ms = step_latency(model, src, lengths, positions, int(cfg.latency_repeats), device, translator.precision)
-        finally:
-            if switch:
-                model.use_cache = original
+    for variant in traits.decoding_variants:
+        step_latency(model, src, lengths, min(positions, 4), 1, device, translator.precision, variant)  # warm-up
+        ms = step_latency(model, src, lengths, positions, int(cfg.latency_repeats), device, translator.precision,
+                          variant)
         tenth = max(1, positions // 10)
         early = ms[1:1 + tenth] or ms[:1]
         late = ms[-tenth:]
         early_ms, late_ms = sum(early) / len(early), sum(late) / len(late)
-        name = preset if cache is None else f"{preset} {'cached' if cache else 'uncached'}"
-        curves.append(LatencyCurve(name, preset, cache, ms, round(early_ms, 4), round(late_ms, 4),
+        name = preset if len(traits.decoding_variants) == 1 else f"{preset} {variant}"
+        curves.append(LatencyCurve(name, preset, variant, traits.family, traits.decoder_state, ms, round(early_ms, 4), round(late_ms, 4),
                                    round(late_ms / early_ms, 3)))
     return curves
 
@@ -188,10 +181,10 @@ def measure_decoding(specs: dict[str, ModelSpec], tokenizer: Tokenizer, vocab_si
                                              "speedup": single / batched})
         curves = latency_curves(preset, translator, sentences[0], cfg)
         out["latency"] += [c.as_dict() for c in curves]
-        by_cache = {c.cache: c for c in curves}
-        if True in by_cache and False in by_cache:
-            at = min(int(cfg.latency_at), len(by_cache[True].ms))
-            cached, uncached = by_cache[True].at(at), by_cache[False].at(at)
+        by_variant = {c.variant: c for c in curves}
+        if "cached" in by_variant and "uncached" in by_variant:
+            at = min(int(cfg.latency_at), len(by_variant["cached"].ms))
+            cached, uncached = by_variant["cached"].at(at), by_variant["uncached"].at(at)
             out["cache_speedup"][preset] = {"at": at, "cached_ms": round(cached, 4),
                                             "uncached_ms": round(uncached, 4), "ratio": uncached / cached}
         del translator

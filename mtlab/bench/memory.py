@@ -16,13 +16,10 @@ from dataclasses import asdict, dataclass, field
 import torch
 from omegaconf import DictConfig
 
-from mt.batch import Batch
+from mt.api import Batch, Seq2Seq, autocast_for, label_smoothed_nll
 from mtlab.bench.models import ModelSpec
 from mtlab.bench.system import synchronize
 from mtlab.bench.throughput import synthetic_batches
-from mt.loss import label_smoothed_nll
-from mt.models import Seq2Seq
-from mt.translate import autocast_for
 
 
 @dataclass
@@ -146,20 +143,15 @@ def _over_budget(points: list[MemoryPoint], length: int, cfg: DictConfig) -> str
     return None
 
 
-def sdpa_backend(model: Seq2Seq, length: int, batch: int, dropout: float, precision: str,
-                 device: torch.device) -> str:
-    """The kernel SDPA chooses for this model's attention shapes in training (masked and causal calls)."""
-    from torch.nn.attention import SDPBackend
+def attention_kernels(model: Seq2Seq, batch: Batch, precision: str, device: torch.device) -> str:
+    """The scaled-dot-product-attention kernels one training forward of ``model`` actually runs (profiled)."""
+    from torch.profiler import ProfilerActivity, profile
 
-    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision, torch.float32)
-    q = torch.zeros(batch, model.n_heads, length, model.d_head, device=device, dtype=dtype)  # (B, h, L, dh)
-    mask = torch.ones(batch, 1, 1, length, dtype=torch.bool, device=device)  # (B, 1, 1, L)
-    try:
-        picks = {SDPBackend(torch._fused_sdp_choice(q, q, q, m, dropout, causal)).name
-                 for m, causal in ((mask, False), (None, True))}
-    except (AttributeError, RuntimeError, ValueError) as e:  # a private torch function: may change
-        return f"unknown ({type(e).__name__})"
-    return "/".join(sorted(picks))
+    with profile(activities=[ProfilerActivity.CPU]) as prof, autocast_for(device, precision):
+        model(batch.src, batch.src_lengths, batch.tgt_in)
+    names = {e.name for e in prof.events() if "scaled_dot_product" in e.name and e.name.startswith("aten::_")}
+    model.zero_grad(set_to_none=True)
+    return "/".join(sorted(n.removeprefix("aten::_scaled_dot_product_") for n in names)) or "no SDPA kernel"
 
 
 def measure_curves(specs: dict[str, ModelSpec], vocab_size: int, device: torch.device, cfg: DictConfig,
@@ -171,28 +163,27 @@ def measure_curves(specs: dict[str, ModelSpec], vocab_size: int, device: torch.d
               else "saved activations, forward (CPU)")
     curves = []
     for preset, spec in specs.items():
-        impls = ["sdpa", "math"] if spec.accepts("attention_impl") else [None]
+        impls = list(spec.build(vocab_size, seed).traits.attention_impls) or [None]
         for impl in impls:
             changes: dict = {}
             if impl is not None:
                 changes["attention_impl"] = impl
                 if cfg.attention_dropout is not None:
                     changes["attention_dropout"] = float(cfg.attention_dropout)
-            if spec.accepts("max_positions"):
+            if "max_positions" in spec.cfg.model:  # position tables must reach the longest length
                 changes["max_positions"] = max(lengths) + 1
             model = spec.build(vocab_size, seed, **changes).to(device).train()
-            if impl == "sdpa":
-                preset_dropout = float(spec.model.get("attention_dropout", 0.0))
+            probe = synthetic_batches(1, int(cfg.batch_size), lengths[0], vocab_size, seed)[0].to(device)
+            backend = attention_kernels(model, probe, precision, device)
+            if impl is not None and "attention_dropout" in spec.cfg.model:
+                preset_dropout = float(spec.cfg.model.attention_dropout)
                 dropout = float(changes.get("attention_dropout", preset_dropout))
-                backend = sdpa_backend(model, lengths[-1], int(cfg.batch_size), dropout, precision, device)
                 if dropout != preset_dropout:  # what training with the preset's attention dropout gets
-                    trained = sdpa_backend(model, lengths[-1], int(cfg.batch_size), preset_dropout, precision,
-                                           device)
+                    as_trained = spec.build(vocab_size, seed, **{**changes, "attention_dropout": preset_dropout})
+                    trained = attention_kernels(as_trained.to(device).train(), probe, precision, device)
                     backend += f" (attention dropout {dropout:g}; with the preset's {preset_dropout:g}: {trained})"
-            else:
-                backend = "explicit matrix" if impl == "math" else "n/a"
             curve = MemoryCurve(preset if impl is None else f"{preset} {impl}", preset, impl or "n/a", backend, metric)
-            smoothing = float(spec.train["label_smoothing"])
+            smoothing = spec.label_smoothing
             for length in lengths:
                 previous = curve.points[-1].skipped if curve.points else None  # longer ones stay skipped
                 reason = previous or _over_budget(curve.points, length, cfg)

@@ -1,66 +1,50 @@
-"""What each benchmarked preset is built from: its conf/ presets, or the config a checkpoint was trained with."""
+"""What each benchmarked preset is built from: ``train.py``'s own composed config, or a checkpoint's."""
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from mt.checkpoint import load_checkpoint
-from mt.errors import MTError
-from mt.models import Seq2Seq, build_model
-from mt.module import TranslationModule
-from mt.tokenizer import Tokenizer
-from mt.translate import model_from_checkpoint
-
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-
-
-def load_option(group: str, name: str) -> DictConfig:
-    """conf/<group>/<name>.yaml with its defaults list merged in, as Hydra composes ``group=name``."""
-    path = CONF_DIR / group / f"{name}.yaml"
-    if not path.is_file():
-        available = ", ".join(sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml")))
-        raise MTError(f"{group}={name}: there is no {path}; available: {available}")
-    own = OmegaConf.load(path)
-    defaults = list(own.pop("defaults", []))
-    if "_self_" not in defaults:
-        defaults.append("_self_")  # Hydra's rule for configs other than the primary one
-    merged = OmegaConf.create()
-    for entry in defaults:
-        merged = OmegaConf.merge(merged, own if entry == "_self_" else load_option(group, str(entry)))
-    return merged
+from mt.api import (
+    MTError,
+    Seq2Seq,
+    Tokenizer,
+    TranslationModule,
+    build_model,
+    build_module,
+    compose,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 
 
 @dataclass
 class ModelSpec:
-    """One benchmarked preset: model, optimizer and loss settings, and the checkpoint they came from."""
+    """One benchmarked preset: the train config it trains with, and the checkpoint its weights come from."""
 
     preset: str
-    model: DictConfig  # the model node (``_target_`` and constructor arguments)
-    optim: DictConfig  # the optimizer node paired with it (conf/optim/<preset>.yaml or the checkpoint's)
-    train: DictConfig  # the train node (label smoothing, ...)
-    gradient_clip: float  # max gradient norm, as conf/trainer/default.yaml sets for training
+    cfg: DictConfig  # conf/train.yaml composed with model=<preset> and the overrides (or the checkpoint's nodes)
     ckpt: str | None  # trained weights (decoding uses them); None = random initialisation
 
-    def accepts(self, argument: str) -> bool:
-        """Whether the model's constructor takes ``argument`` (e.g. attention_impl)."""
-        return argument in inspect.signature(get_class(self.model._target_)).parameters
+    @property
+    def gradient_clip(self) -> float:
+        return float(self.cfg.trainer.gradient_clip_val)
+
+    @property
+    def label_smoothing(self) -> float:
+        return float(self.cfg.train.label_smoothing)
 
     def build(self, vocab_size: int, seed: int, **changes: object) -> Seq2Seq:
         """A randomly initialised model (seeded), with ``changes`` applied to its config."""
         torch.manual_seed(seed)
-        return build_model(OmegaConf.merge(self.model, changes), vocab_size)
+        return build_model(OmegaConf.merge(self.cfg.model, changes), vocab_size)
 
-    def module(self, vocab_size: int, decode_cfg: DictConfig, data_cfg: DictConfig, seed: int
-               ) -> TranslationModule:
-        """The pipeline's LightningModule around a freshly initialised (seeded) model."""
+    def module(self, vocab_size: int, seed: int) -> TranslationModule:
+        """The pipeline's LightningModule around a freshly initialised (seeded) model, for training only."""
         torch.manual_seed(seed)
-        return TranslationModule(self.model, self.optim, self.train, decode_cfg, data_cfg, vocab_size)
+        return build_module(self.cfg, vocab_size)
 
     def trained(self) -> tuple[Seq2Seq, Tokenizer] | None:
         """The checkpoint's model (eval mode) and tokenizer; None without a checkpoint."""
@@ -70,20 +54,19 @@ class ModelSpec:
 
 
 def model_specs(cfg: DictConfig) -> dict[str, ModelSpec]:
-    """Specs of ``cfg.models`` in order; ``cfg.ckpts[preset]`` supplies a trained checkpoint's own config."""
-    train_defaults = OmegaConf.load(CONF_DIR / "train.yaml").train
-    clip = float(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml").gradient_clip_val)
+    """Specs of ``cfg.models`` in order, composed as ``train.py model=<preset> <train_overrides>
+    <model_overrides[preset]>`` would; ``cfg.ckpts[preset]`` replaces model/optim/train by the checkpoint's."""
     unknown = sorted(set(cfg.ckpts or {}) - set(cfg.models)) + sorted(set(cfg.model_overrides or {}) - set(cfg.models))
     if unknown:
         raise MTError(f"ckpts/model_overrides name {', '.join(unknown)}, which are not in models={list(cfg.models)}")
     specs = {}
     for preset in cfg.models:
+        overrides = [f"model={preset}", *map(str, cfg.train_overrides or []),
+                     *map(str, (cfg.model_overrides or {}).get(preset) or [])]
+        composed = compose("train", overrides)
         ckpt = (cfg.ckpts or {}).get(preset)
         if ckpt:
             hp = load_checkpoint(ckpt)["hyper_parameters"]
-            model, optim, train = (OmegaConf.create(hp[k]) for k in ("model", "optim", "train"))
-        else:
-            model, optim, train = load_option("model", preset), load_option("optim", preset), train_defaults
-        model = OmegaConf.merge(model, (cfg.model_overrides or {}).get(preset) or {})
-        specs[preset] = ModelSpec(preset, model, optim, train, clip, str(ckpt) if ckpt else None)
+            composed = OmegaConf.merge(composed, {k: hp[k] for k in ("model", "optim", "train")})
+        specs[preset] = ModelSpec(preset, composed, str(ckpt) if ckpt else None)
     return specs

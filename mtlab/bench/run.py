@@ -11,34 +11,24 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mt.api import LIGHTNING, MTError, TranslationDataModule, atomic_write_text, resolve_device
 from mtlab.bench.decoding import measure_decoding
 from mtlab.bench.memory import measure_curves
-from mtlab.bench.models import CONF_DIR, ModelSpec, model_specs
-from mtlab.bench.system import resolve_device, system_info
+from mtlab.bench.models import ModelSpec, model_specs
+from mtlab.bench.system import system_info
 from mtlab.bench.targets import evaluate_targets
-from mtlab.bench.throughput import LIGHTNING_PRECISION, measure, synthetic_batches
-from mt.data import TranslationDataModule
-from mt.errors import MTError
-from mt.textio import atomic_write_text
+from mtlab.bench.throughput import measure, synthetic_batches
 
 log = logging.getLogger(__name__)
 
 SECTIONS = ("throughput", "memory", "decoding")
 
 
-def bench_defaults() -> DictConfig:
-    """conf/bench.yaml's own settings (no defaults list, no hydra node), for callers outside its Hydra app."""
-    cfg = OmegaConf.load(CONF_DIR / "bench.yaml")
-    for key in ("defaults", "hydra"):
-        cfg.pop(key, None)
-    return cfg
-
-
 def _check(cfg: DictConfig) -> None:
     unknown = sorted(set(cfg.sections) - set(SECTIONS))
     if unknown:
         raise MTError(f"sections: unknown {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
-    bad = sorted({str(p) for p in cfg.precisions} - set(LIGHTNING_PRECISION))
+    bad = sorted({str(p) for p in cfg.precisions} - set(LIGHTNING))
     if bad:
         raise MTError(f"precisions: unknown {', '.join(bad)}; use 32, bf16 or 16")
     bad = sorted(set(cfg.throughput.sources) - {"synthetic", "real"})
@@ -70,7 +60,7 @@ def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab
         sources["real"] = _real_batches(dm, n)
     rows = []
     for preset, spec in specs.items():
-        make_module = functools.partial(spec.module, vocab_size, cfg.decode, cfg.data, int(cfg.seed))
+        make_module = functools.partial(spec.module, vocab_size, int(cfg.seed))
         for precision in map(str, cfg.precisions):
             for source, batches in sources.items():
                 start = time.perf_counter()

@@ -9,20 +9,6 @@ from pathlib import Path
 
 import torch
 
-from mt.errors import MTError
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available, else CPU), ``cpu`` or ``cuda[:i]``; CUDA without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MTError("device=cuda but torch sees no CUDA device; use device=cpu or device=auto")
-    if device.type not in ("cpu", "cuda"):
-        raise MTError(f"device={name!r} is not supported; use auto, cpu or cuda")
-    return device
-
 
 def synchronize(device: torch.device) -> None:
     """Wait for queued GPU work, so a wall-clock reading covers it (no-op on CPU)."""

@@ -23,13 +23,9 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from mt.batch import BOS_ID, EOS_ID, Batch
+from mt.api import BOS_ID, EOS_ID, LIGHTNING, Batch, autocast_for, label_smoothed_nll
 from mtlab.bench.models import ModelSpec
 from mtlab.bench.system import synchronize
-from mt.loss import label_smoothed_nll
-from mt.translate import autocast_for
-
-LIGHTNING_PRECISION = {"32": "32-true", "bf16": "bf16-mixed", "16": "16-mixed"}
 
 
 @dataclass
@@ -79,7 +75,7 @@ def bare_run(spec: ModelSpec, module: L.LightningModule, batches: list[Batch], p
     conf = module.configure_optimizers()
     optimizer, scheduler = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     scaler = torch.amp.GradScaler(device.type) if precision == "16" else None
-    smoothing = float(spec.train["label_smoothing"])
+    smoothing = spec.label_smoothing
     n_tokens = [b.n_tgt_tokens for b in batches]  # known before the step, as any loop would know it
     synchronize(device)
     times = [time.perf_counter()]
@@ -151,7 +147,7 @@ def pipeline_run(spec: ModelSpec, module: L.LightningModule, batches: list[Batch
     with _quiet_lightning():
         gpu = device.type == "cuda"
         trainer = L.Trainer(accelerator="gpu" if gpu else "cpu", devices=[device.index] if gpu and device.index else 1,
-                            precision=LIGHTNING_PRECISION[precision], max_steps=len(batches), max_epochs=-1,
+                            precision=LIGHTNING[precision], max_steps=len(batches), max_epochs=-1,
                             limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=spec.gradient_clip,
                             callbacks=[clock], use_distributed_sampler=False)

@@ -19,13 +19,13 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+from mt.api import CONF_DIR
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="compare")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="compare")
 def main(cfg: DictConfig) -> None:
+    from mt.api import one_line_errors
     from mtlab.compare.run import compare
-    from mt.errors import one_line_errors
 
     with one_line_errors():
         results = compare(cfg, list(HydraConfig.get().overrides.task))

@@ -8,18 +8,18 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mtlab.bench import bench_defaults, run_bench
+from mt.api import atomic_write_text, compose
+from mtlab.bench import run_bench
 from mtlab.bench.table import render
 from mtlab.compare.runs import RunOutcome
-from mt.textio import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 
 def bench_config(cfg: DictConfig, ckpts: dict[str, str], out_dir: Path) -> DictConfig:
     """conf/bench.yaml + ``cfg.bench_overrides``, with this comparison's models, checkpoints, data and device."""
-    overrides = OmegaConf.from_dotlist([str(o) for o in cfg.bench_overrides])
-    return OmegaConf.merge(bench_defaults(), overrides, {
+    bench = compose("bench", [str(o) for o in cfg.bench_overrides])
+    return OmegaConf.merge(bench, {
         "models": list(cfg.models), "ckpts": ckpts, "model_overrides": {}, "device": cfg.device,
         "seed": cfg.seed, "paths": OmegaConf.merge(cfg.paths, {"output_dir": str(out_dir)}), "data": cfg.data,
         "decode": cfg.decode})

@@ -10,14 +10,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mtlab.bench.system import resolve_device, system_info
+from mt.api import atomic_write_text, resolve_device
+from mtlab.bench.system import system_info
 from mtlab.compare.benchmarks import run_benchmarks
 from mtlab.compare.claims import verdicts
 from mtlab.compare.plots import write_plots
 from mtlab.compare.report import render_report
 from mtlab.compare.runs import execute, forwarded_overrides, plan_runs, read_outcome, run_env
 from mtlab.compare.summary import roles, summarize_run
-from mt.textio import atomic_write_text
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,6 @@ from that checkpoint; anything else starts fresh.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -20,11 +19,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mt.errors import MTError
+from mt.api import MTError, metric_rows
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
 FORWARDED = ("data", "paths", "decode")  # override prefixes of the compare command that every run gets too
 _PLAIN = re.compile(r"^[\w/.:~+-]+$")
 
@@ -76,7 +74,7 @@ def plan_runs(cfg: DictConfig, output_dir: Path, forwarded: list[str]) -> list[R
     for preset in cfg.models:
         run_dir = output_dir / "runs" / str(preset)
         status = run_status(run_dir)
-        command = [sys.executable, str(ROOT / "train.py"), f"model={preset}", *forwarded,
+        command = [sys.executable, "-m", "mt.cli.train", f"model={preset}", *forwarded,
                    *map(str, cfg.train_overrides), *map(str, (cfg.model_overrides or {}).get(preset) or []),
                    f"hydra.run.dir={_value(run_dir)}"]
         if status == "resume":
@@ -169,20 +167,17 @@ def _float(value: str | None) -> float | None:
 
 def read_csv_logs(run_dir: Path) -> tuple[list[dict], list[float]]:
     """Validation rows and training tokens/s from every csv/version_*/metrics.csv (all restarts), in order."""
-    paths = sorted((run_dir / "csv").glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name.split("_")[-1]))
     val: dict[int, dict] = {}
     tok_s: list[float] = []
-    for path in paths:
-        with open(path, newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                rate = _float(row.get("train/tok_s"))
-                if rate is not None:
-                    tok_s.append(rate)
-                bleu = _float(row.get("val/bleu"))
-                if bleu is not None:
-                    step = int(float(row.get("step") or 0))
-                    val[step] = {"step": step, "epoch": int(float(row.get("epoch") or 0)), "bleu": bleu,
-                                 "chrf": _float(row.get("val/chrf")), "elapsed_s": _float(row.get("val/elapsed_s"))}
+    for row in metric_rows(run_dir):
+        rate = _float(row.get("train/tok_s"))
+        if rate is not None:
+            tok_s.append(rate)
+        bleu = _float(row.get("val/bleu"))
+        if bleu is not None:
+            step = int(float(row.get("step") or 0))
+            val[step] = {"step": step, "epoch": int(float(row.get("epoch") or 0)), "bleu": bleu,
+                         "chrf": _float(row.get("val/chrf")), "elapsed_s": _float(row.get("val/elapsed_s"))}
     rows = sorted(val.values(), key=lambda r: (r["elapsed_s"] is None, r["elapsed_s"] or 0.0, r["step"]))
     return rows, tok_s
 

@@ -4,15 +4,8 @@ from __future__ import annotations
 
 import statistics
 
+from mt.api import short_precision
 from mtlab.compare.runs import RunOutcome
-
-_PRECISION = {"32": "32", "32-true": "32", "bf16-mixed": "bf16", "bf16-true": "bf16", "16-mixed": "16",
-              "16-true": "16"}
-
-
-def bench_precision(trainer_precision: object) -> str:
-    """trainer.precision of a run -> the matching mtlab.bench precision (32 | bf16 | 16)."""
-    return _PRECISION.get(str(trainer_precision), "32")
 
 
 def time_to_bleu(val: list[dict], levels: list[float]) -> dict[str, float | None]:
@@ -37,13 +30,14 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float]) -> dict:
     if fit_seconds is None:
         elapsed = [v["elapsed_s"] for v in o.val if v["elapsed_s"] is not None]
         fit_seconds, fit_source = (elapsed[-1], "last val/elapsed_s") if elapsed else (None, "n/a")
-    precision = bench_precision(trainer.get("precision", "32"))
+    precision = short_precision(trainer.get("precision", "32"))
     rows = _bench_rows(bench, o.preset)
     real = [x for x in rows if x["source"] == "real" and x["precision"] == precision]
     decoding = bench.get("decoding", {})
     return {
         "preset": o.preset,
         "model": o.model_target.rsplit(".", 1)[-1],
+        "family": r.get("model_family"),
         "run_dir": str(o.run_dir),
         "checkpoint": None if o.checkpoint() is None else str(o.checkpoint()),
         "params": r.get("num_parameters"),
@@ -70,9 +64,9 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float]) -> dict:
 
 
 def roles(runs: dict[str, dict]) -> dict[str, str]:
-    """{"transformer": preset, "recurrent": preset} from the models' classes, when there is one of each."""
-    transformers = [p for p, s in runs.items() if "Transformer" in s["model"]]
-    recurrent = [p for p, s in runs.items() if "LSTM" in s["model"] or "RNN" in s["model"] or "GRU" in s["model"]]
+    """{"transformer": preset, "recurrent": preset} from the families the models declared, one of each."""
+    transformers = [p for p, s in runs.items() if s["family"] == "transformer"]
+    recurrent = [p for p, s in runs.items() if s["family"] == "recurrent"]
     if len(transformers) == 1 and len(recurrent) == 1:
         return {"transformer": transformers[0], "recurrent": recurrent[0]}
     return {}

@@ -1,0 +1,31 @@
+"""The library's public interface: what tools (``mtlab``), scripts and users build on.
+
+Everything here is stable API; modules not re-exported here are internals and may change. ``mtlab`` imports
+only this module (a test checks it).
+"""
+
+from mt.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Batch
+from mt.checkpoint import CheckpointError, load_checkpoint
+from mt.config import CONF_DIR, compose
+from mt.data import TranslationDataModule
+from mt.device import LIGHTNING, autocast_for, resolve_device, short_precision
+from mt.errors import MTError, one_line_errors
+from mt.loss import label_smoothed_nll
+from mt.metrics import Score, corpus_score
+from mt.models import DecoderState, EncoderOut, ModelTraits, Seq2Seq, build_model, reorder_state
+from mt.module import EvalReferences, TranslationModule
+from mt.pipeline import TrainResult, build_module, train
+from mt.runlogs import csv_versions, metric_rows
+from mt.search import SearchConfig, search
+from mt.textio import atomic_write_text
+from mt.tokenizer import Tokenizer
+from mt.translate import Translator, decode_batch, model_from_checkpoint, search_config
+
+__all__ = [
+    "BOS_ID", "CONF_DIR", "EOS_ID", "LIGHTNING", "PAD_ID", "UNK_ID", "Batch", "CheckpointError", "DecoderState",
+    "EncoderOut", "EvalReferences", "MTError", "ModelTraits", "Score", "SearchConfig", "Seq2Seq", "Tokenizer",
+    "TrainResult", "TranslationDataModule", "TranslationModule", "Translator", "atomic_write_text",
+    "autocast_for", "build_model", "build_module", "compose", "corpus_score", "csv_versions", "decode_batch",
+    "label_smoothed_nll", "load_checkpoint", "metric_rows", "model_from_checkpoint", "one_line_errors",
+    "reorder_state", "resolve_device", "search", "search_config", "short_precision", "train",
+]
