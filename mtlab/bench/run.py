@@ -90,7 +90,7 @@ def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
                                              "padding_fraction")}
     with torch.device("meta"):  # parameter counts without allocating
         results["models"] = {p: {"params": s.build(vocab_size, 0).num_parameters(), "ckpt": s.ckpt,
-                                 "model": OmegaConf.to_container(s.model, resolve=True)} for p, s in specs.items()}
+                                 "model": OmegaConf.to_container(s.cfg.model, resolve=True)} for p, s in specs.items()}
     seconds = {}
     for section in [s for s in SECTIONS if s in cfg.sections]:
         start = time.perf_counter()

@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 def bench_config(cfg: DictConfig, ckpts: dict[str, str], out_dir: Path) -> DictConfig:
     """conf/bench.yaml + ``cfg.bench_overrides``, with this comparison's models, checkpoints, data and device."""
     bench = compose("bench", [str(o) for o in cfg.bench_overrides])
+    OmegaConf.set_struct(bench, False)  # checkpoints and models are added below
     return OmegaConf.merge(bench, {
         "models": list(cfg.models), "ckpts": ckpts, "model_overrides": {}, "device": cfg.device,
         "seed": cfg.seed, "paths": OmegaConf.merge(cfg.paths, {"output_dir": str(out_dir)}), "data": cfg.data,
