@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mt.errors import MTError
+from mt.lightning_private import PeriodicCheckpoint  # noqa: F401  (conf: mt.checkpoint.PeriodicCheckpoint)
 from mt.textio import atomic_open
 
 MODEL_PREFIX = "model."
@@ -40,52 +40,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
         return load_checkpoint(path)
-
-
-class PeriodicCheckpoint(ModelCheckpoint):
-    """Refreshes ``last.ckpt`` every ``every_n_train_steps`` steps and after every validation, resumably.
-
-    * No save on a batch that a validation follows: Lightning resumes a checkpoint written at the end of a training
-      batch *after* the validation due right after it, so resuming from one written on the last batch of an epoch
-      would silently skip that epoch's validation (its BLEU, best-k checkpoint, early-stopping and plateau-schedule
-      updates). The save after that validation takes its place.
-    * A save after every validation (at the end of the epoch when the validation is at the end of the epoch, the
-      same place as ``callbacks.checkpoint``), unless ``last.ckpt`` was just written: Lightning's ModelCheckpoint
-      refreshes ``last.ckpt`` only when a best-k checkpoint is written, so after a validation that did not improve
-      the best k, ``last.ckpt`` would stay behind (and hold an older state at the end of training).
-    """
-
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if not _validation_follows(trainer):
-            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-
-    def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
-        super().on_train_epoch_end(trainer, pl_module)
-        if self._should_save_on_train_epoch_end(trainer):
-            self._refresh_last(trainer)
-
-    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_save_on_train_epoch_end(trainer):
-            self._refresh_last(trainer)
-
-    def _refresh_last(self, trainer: Any) -> None:
-        if not self.save_last or self._should_skip_saving_checkpoint(trainer):
-            return
-        for cb in trainer.checkpoint_callbacks:  # another callback wrote last.ckpt at this step already
-            if (cb is not self and isinstance(cb, ModelCheckpoint) and cb.save_last and cb.dirpath == self.dirpath
-                    and cb._last_global_step_saved == trainer.global_step):
-                return
-        self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
-
-
-def _validation_follows(trainer: Any) -> bool:
-    """True when the fit loop will validate right after the current training batch."""
-    loop = trainer.fit_loop.epoch_loop
-    try:
-        return bool(loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
-    except AttributeError:  # another Lightning version: at least the end-of-epoch validation
-        return bool(loop.batch_progress.is_last_batch and trainer.enable_validation)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

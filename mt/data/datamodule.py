@@ -16,6 +16,7 @@ from mt.data.errors import DataError
 from mt.data.loader import ResumableDataLoader
 from mt.data.prepare import Prepared, column, prepare
 from mt.data.sampler import EvalBatchSampler, TokenBudgetBatchSampler
+from mt.lightning_private import uses_distributed_sampler
 from mt.tokenizer import Tokenizer
 
 _LOADER_COLUMNS = ["id", "src", "tgt"]
@@ -51,8 +52,7 @@ class TranslationDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is not None:
             self.rank, self.world_size = trainer.global_rank, trainer.world_size
-            connector = getattr(trainer, "_accelerator_connector", None)
-            if self.world_size > 1 and getattr(connector, "use_distributed_sampler", False):
+            if self.world_size > 1 and uses_distributed_sampler(trainer):
                 raise DataError(
                     "trainer.use_distributed_sampler must be false: the data module's batch sampler shards by rank"
                 )
