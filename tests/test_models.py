@@ -180,7 +180,7 @@ def test_shared_embeddings_are_one_matrix(preset: str) -> None:
     cfg = load_preset(preset)
     cfg.update(TINY[preset])
     model = build_model(cfg, VOCAB)
-    assert model.src_embed.weight is model.tgt_embed.weight is model.output.weight
+    assert model.src_embed.weight is model.tgt_embed.weight is model.decoder.output.weight
     cfg.update(share_embeddings=False)
     unshared = build_model(cfg, VOCAB)
     assert unshared.num_parameters() > model.num_parameters()

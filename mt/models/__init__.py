@@ -5,9 +5,11 @@ from __future__ import annotations
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from mt.models.base import DecoderState, EncoderOut, ModelTraits, Seq2Seq, reorder_state
+from mt.models.base import DecoderState, EncoderOut, ModelTraits, Seq2Seq, reorder_state, visibility_mask
+from mt.models.composed import Decoder, Encoder, EncoderDecoder
 
-__all__ = ["DecoderState", "EncoderOut", "ModelTraits", "Seq2Seq", "build_model", "reorder_state"]
+__all__ = ["Decoder", "DecoderState", "Encoder", "EncoderDecoder", "EncoderOut", "ModelTraits", "Seq2Seq",
+           "build_model", "reorder_state", "visibility_mask"]
 
 
 def build_model(model_cfg: DictConfig, vocab_size: int) -> Seq2Seq:

@@ -34,9 +34,14 @@ class Attention(nn.Module):
         raise NotImplementedError
 
     def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> AttentionOut:
-        """query (B, T, Q), keys (B, S, K), memory (B, S, M), mask (B, S) bool True=real -> AttentionOut."""
+        """query (B, T, Q), keys (B, S, K), memory (B, S, M) -> AttentionOut.
+
+        mask: bool True = may attend, (B, S) for every query alike, or per query position (B, T, S) / (B, 1, S)
+        (e.g. :func:`mt.models.base.visibility_mask`).
+        """
         scores = self.scores(query, keys)  # (B, T, S)
-        scores = scores.masked_fill(~mask[:, None, :], torch.finfo(scores.dtype).min)  # (B, T, S)
+        mask = mask[:, None, :] if mask.dim() == 2 else mask  # (B, T or 1, S)
+        scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (B, T, S)
         weights = torch.softmax(scores, dim=-1)  # (B, T, S)
         context = torch.bmm(weights, memory.to(weights.dtype))  # (B, T, M)
         return AttentionOut(context=context, weights=weights)

@@ -19,10 +19,11 @@ DecoderState = dict[str, Tensor]
 
 @dataclass
 class EncoderOut:
-    """Encoder output: memory and its padding mask."""
+    """Encoder output: memory, its padding mask and, for encoders that have one, a fixed-size summary."""
 
     memory: Tensor  # (B, S, H) encoder states
     mask: Tensor  # (B, S) bool, True at real (non-pad) source positions
+    final: Tensor | None = None  # (B, F) the encoder's final state (a recurrent encoder's), None when it has none
 
 
 @dataclass(frozen=True)
@@ -77,8 +78,13 @@ class Seq2Seq(nn.Module, ABC):
         """src: (B, S) ids, src_lengths: (B,) -> EncoderOut with memory (B, S, H)."""
 
     @abstractmethod
-    def decode(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
-        """Teacher forcing. tgt_in: (B, T) ids starting with BOS -> logits (B, T, V)."""
+    def decode(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+        """Teacher forcing. tgt_in: (B, T) ids starting with BOS -> logits (B, T, V).
+
+        src_visible: optional (B, T) int64, how many source positions target position t may attend to
+        (simultaneous / wait-k translation); the rest are masked. None = the whole source. See
+        :func:`visibility_mask`.
+        """
 
     @property
     @abstractmethod
@@ -93,8 +99,13 @@ class Seq2Seq(nn.Module, ABC):
         """
 
     @abstractmethod
-    def step(self, tokens: Tensor, state: DecoderState) -> tuple[Tensor, DecoderState]:
-        """Advance one position. tokens: (B,) last emitted ids -> (logits (B, V), new state)."""
+    def step(self, tokens: Tensor, state: DecoderState,
+             src_visible: Tensor | None = None) -> tuple[Tensor, DecoderState]:
+        """Advance one position. tokens: (B,) last emitted ids -> (logits (B, V), new state).
+
+        src_visible: optional (B,) int64, how many source positions this position may attend to (as in
+        ``decode``); stepping with the limits of positions 0..T-1 gives ``decode``'s logits.
+        """
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """src (B, S), src_lengths (B,), tgt_in (B, T) -> logits (B, T, V)."""
@@ -117,3 +128,19 @@ class Seq2Seq(nn.Module, ABC):
     def lengths_to_mask(lengths: Tensor, max_len: int) -> Tensor:
         """lengths (B,) -> bool mask (B, max_len), True at real positions."""
         return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def visibility_mask(mask: Tensor, src_visible: Tensor | None) -> Tensor:
+    """Which source positions each target position may attend to.
+
+    mask (B, S) bool True=real; src_visible None, (B,) for one position or (B, T) int64 -> (B, 1, S) when
+    None or (B,), else (B, T, S); True = may attend. A limit below 1 is raised to 1 (attention needs at least
+    one position); positions >= the limit and padding are masked.
+    """
+    if src_visible is None:
+        return mask[:, None, :]  # (B, 1, S)
+    limits = src_visible.clamp(min=1)
+    if limits.dim() == 1:
+        limits = limits[:, None]  # (B, 1)
+    positions = torch.arange(mask.size(1), device=mask.device)  # (S,)
+    return mask[:, None, :] & (positions[None, None, :] < limits[:, :, None])  # (B, T, S)

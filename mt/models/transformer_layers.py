@@ -1,9 +1,13 @@
-"""Transformer building blocks: sinusoidal positions, multi-head attention on SDPA, encoder/decoder layers.
+"""Transformer building blocks: sinusoidal positions, multi-head attention, encoder/decoder layers.
 
-Attention goes through ``torch.nn.functional.scaled_dot_product_attention`` with boolean masks (True = may
-attend) or ``is_causal``, so fused kernels are used where available and masks are dtype-safe. The ``math``
-implementation computes the same function with an explicit (T, S) attention matrix (for benchmarking the
-memory that fused kernels save).
+Attention kinds (``impl``): ``sdpa`` goes through ``torch.nn.functional.scaled_dot_product_attention`` with
+boolean masks (True = may attend) or ``is_causal``, so fused kernels are used where available and masks are
+dtype-safe; ``math`` computes the same function with an explicit (T, S) attention matrix (for benchmarking the
+memory that fused kernels save); ``linear`` is kernelized linear attention (``linear_attention.py``).
+
+A decoder's causal self-attention keeps a per-layer cache ``dict[str, Tensor]`` (batch first): ``k``, ``v``
+(B, h, t, dh) growing by one position per step for softmax attention; ``s`` (B, h, dh, dh), ``z`` (B, h, dh)
+of constant size for linear attention.
 """
 
 from __future__ import annotations
@@ -15,6 +19,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mt.models.linear_attention import LinearState, causal_linear_attention, linear_attention
+
+SOFTMAX_IMPLS = ("sdpa", "math")  # what ``attention_impl`` may choose
+Cache = dict[str, Tensor]
+
 
 @dataclass
 class KV:
@@ -22,6 +31,20 @@ class KV:
 
     k: Tensor  # (B, heads, t, d_head)
     v: Tensor  # (B, heads, t, d_head)
+
+
+@dataclass
+class LayerConfig:
+    """Sizes and regularisation shared by every layer of a Transformer stack (the config keys)."""
+
+    d_model: int
+    n_heads: int
+    ffn_dim: int
+    dropout: float
+    attention_dropout: float  # softmax attention weights only
+    activation_dropout: float
+    pre_norm: bool
+    chunk_size: int | None  # causal linear attention's chunk length (None when no layer uses it)
 
 
 class SinusoidalPositions(nn.Module):
@@ -39,9 +62,6 @@ class SinusoidalPositions(nn.Module):
     def forward(self, positions: Tensor) -> Tensor:
         """positions (...) int64 -> encodings (..., D)."""
         return self.table[positions]
-
-
-ATTENTION_IMPLS = ("sdpa", "math")
 
 
 def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, is_causal: bool) -> Tensor:
@@ -62,15 +82,19 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head attention: q/k/v projections + SDPA (or the explicit ``math`` matrix) + output projection."""
+    """Multi-head attention: q/k/v projections + attention of kind ``impl`` + output projection."""
 
-    def __init__(self, d_model: int, n_heads: int, attention_dropout: float, impl: str) -> None:
+    def __init__(self, d_model: int, n_heads: int, attention_dropout: float, impl: str,
+                 chunk_size: int | None = None) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
-        if impl not in ATTENTION_IMPLS:
-            raise ValueError(f"attention_impl={impl!r} is unknown; use one of {', '.join(ATTENTION_IMPLS)}")
+        if impl not in (*SOFTMAX_IMPLS, "linear"):
+            raise ValueError(f"attention_impl={impl!r} is unknown; use one of {', '.join(SOFTMAX_IMPLS)}")
+        if impl == "linear" and not chunk_size:
+            raise ValueError("linear attention needs a chunk_size >= 1")
         self.impl = impl
+        self.chunk_size = chunk_size
         self.n_heads = n_heads
         self.d_head = d_model // n_heads
         self.attention_dropout = attention_dropout
@@ -83,6 +107,10 @@ class MultiHeadAttention(nn.Module):
         """(B, T, D) -> (B, heads, T, d_head)."""
         return x.view(x.size(0), x.size(1), self.n_heads, self.d_head).transpose(1, 2)  # (B, h, T, dh)
 
+    def _merge(self, out: Tensor) -> Tensor:
+        """(B, heads, T, d_head) -> output projection of (B, T, D)."""
+        return self.out_proj(out.transpose(1, 2).reshape(out.size(0), out.size(2), -1))  # (B, T, D)
+
     def project_kv(self, x: Tensor) -> KV:
         """x (B, S, D) -> keys and values (B, heads, S, d_head)."""
         return KV(self._heads(self.k_proj(x)), self._heads(self.v_proj(x)))
@@ -92,12 +120,50 @@ class MultiHeadAttention(nn.Module):
         q = self._heads(self.q_proj(x))  # (B, h, T, dh)
         k, v = kv.k.to(q.dtype), kv.v.to(q.dtype)
         dropout = self.attention_dropout if self.training else 0.0
-        if self.impl == "math":
+        if self.impl == "linear":
+            if is_causal:
+                out, _ = causal_linear_attention(q, k, v, None, self.chunk_size)  # (B, h, T, dh)
+            else:
+                out = linear_attention(q, k, v, mask)  # (B, h, T, dh)
+        elif self.impl == "math":
             out = math_attention(q, k, v, mask, dropout, is_causal)  # (B, h, T, dh)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
-        out = out.transpose(1, 2).reshape(x.size(0), x.size(1), -1)  # (B, h, T, dh) -> (B, T, D)
-        return self.out_proj(out)
+        return self._merge(out)
+
+    @property
+    def cache_names(self) -> tuple[str, ...]:
+        """Names of the causal self-attention cache's tensors."""
+        return ("s", "z") if self.impl == "linear" else ("k", "v")
+
+    def empty_cache(self, batch: int, like: Tensor) -> Cache:
+        """The causal self-attention cache of an empty prefix (``like`` gives device and dtype)."""
+        if self.impl == "linear":
+            return {"s": like.new_zeros(batch, self.n_heads, self.d_head, self.d_head, dtype=torch.float32),
+                    "z": like.new_zeros(batch, self.n_heads, self.d_head, dtype=torch.float32)}
+        empty = like.new_zeros(batch, self.n_heads, 0, self.d_head)  # (B, h, 0, dh)
+        return {"k": empty, "v": empty}
+
+    def causal(self, x: Tensor, cache: Cache | None) -> tuple[Tensor, Cache]:
+        """Causal self-attention. x (B, T, D) -> (B, T, D) and the cache of the prefix so far.
+
+        cache None: x is the whole prefix. Otherwise x holds the positions after the cached ones (T = 1 for
+        softmax attention; any T for linear attention, whose cache is a constant-size state).
+        """
+        if self.impl == "linear":
+            q = self._heads(self.q_proj(x))  # (B, h, T, dh)
+            kv = self.project_kv(x)  # (B, h, T, dh)
+            past = None if cache is None else LinearState(cache["s"], cache["z"])
+            out, state = causal_linear_attention(q, kv.k, kv.v, past, self.chunk_size)  # (B, h, T, dh)
+            return self._merge(out), {"s": state.s, "z": state.z}
+        if cache is not None and x.size(1) > 1:
+            raise ValueError("cached decoding advances one position at a time")
+        kv = self.project_kv(x)  # (B, h, T, dh)
+        if cache is not None:
+            kv = KV(torch.cat([cache["k"], kv.k.to(cache["k"].dtype)], dim=2),
+                    torch.cat([cache["v"], kv.v.to(cache["v"].dtype)], dim=2))  # (B, h, t + T, dh)
+        out = self(x, kv, None, is_causal=cache is None and x.size(1) > 1)  # (B, T, D)
+        return out, {"k": kv.k, "v": kv.v}
 
 
 class FeedForward(nn.Module):
@@ -132,16 +198,20 @@ class Residual(nn.Module):
         return y if self.pre_norm else self.norm(y)
 
 
-class EncoderLayer(nn.Module):
-    """Self-attention + feed-forward."""
+def _attention(cfg: LayerConfig, impl: str) -> MultiHeadAttention:
+    return MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attention_dropout, impl,
+                              cfg.chunk_size if impl == "linear" else None)
 
-    def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float, attention_dropout: float,
-                 activation_dropout: float, pre_norm: bool, attention_impl: str) -> None:
+
+class EncoderLayer(nn.Module):
+    """Self-attention (of kind ``self_impl``) + feed-forward."""
+
+    def __init__(self, cfg: LayerConfig, self_impl: str) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, attention_impl)
-        self.ffn = FeedForward(d_model, ffn_dim, activation_dropout)
-        self.res_attn = Residual(d_model, dropout, pre_norm)
-        self.res_ffn = Residual(d_model, dropout, pre_norm)
+        self.self_attn = _attention(cfg, self_impl)
+        self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation_dropout)
+        self.res_attn = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
+        self.res_ffn = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
 
     def forward(self, x: Tensor, src_mask: Tensor) -> Tensor:
         """x (B, S, D), src_mask (B, 1, 1, S) bool True=real -> (B, S, D)."""
@@ -151,33 +221,56 @@ class EncoderLayer(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Causal self-attention (with optional KV cache) + cross-attention + feed-forward."""
+    """Causal self-attention (``self_impl``, with a cache) + cross-attention (``cross_impl``) + feed-forward."""
 
-    def __init__(self, d_model: int, n_heads: int, ffn_dim: int, dropout: float, attention_dropout: float,
-                 activation_dropout: float, pre_norm: bool, attention_impl: str) -> None:
+    def __init__(self, cfg: LayerConfig, self_impl: str, cross_impl: str) -> None:
         super().__init__()
-        self.self_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, attention_impl)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, attention_dropout, attention_impl)
-        self.ffn = FeedForward(d_model, ffn_dim, activation_dropout)
-        self.res_self = Residual(d_model, dropout, pre_norm)
-        self.res_cross = Residual(d_model, dropout, pre_norm)
-        self.res_ffn = Residual(d_model, dropout, pre_norm)
+        self.self_attn = _attention(cfg, self_impl)
+        self.cross_attn = _attention(cfg, cross_impl)
+        self.ffn = FeedForward(cfg.d_model, cfg.ffn_dim, cfg.activation_dropout)
+        self.res_self = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
+        self.res_cross = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
+        self.res_ffn = Residual(cfg.d_model, cfg.dropout, cfg.pre_norm)
 
-    def forward(self, x: Tensor, cross: KV, src_mask: Tensor, past: KV | None) -> tuple[Tensor, KV]:
-        """x (B, T, D) new positions; cross K/V (B, h, S, dh); src_mask (B, 1, 1, S); past self K/V or None.
+    def forward(self, x: Tensor, cross: KV, cross_mask: Tensor, cache: Cache | None) -> tuple[Tensor, Cache]:
+        """x (B, T, D) new positions; cross K/V (B, h, S, dh); cross_mask bool (B, 1, T or 1, S); cache or None.
 
-        past None: x is the whole prefix, attended causally. Otherwise x holds the positions after the cached
-        ones (T = 1 when stepping), which may see every cached position. Returns (B, T, D) and the self K/V
-        of the whole prefix so far (B, h, t, dh).
+        Returns (B, T, D) and the self-attention cache of the whole prefix so far (see ``MultiHeadAttention.causal``).
         """
-        if past is not None and x.size(1) > 1:
-            raise ValueError("cached decoding advances one position at a time")
-        h = self.res_self.input(x)
-        kv = self.self_attn.project_kv(h)  # (B, h, T, dh)
-        if past is not None:
-            kv = KV(torch.cat([past.k, kv.k.to(past.k.dtype)], dim=2),
-                    torch.cat([past.v, kv.v.to(past.v.dtype)], dim=2))  # (B, h, t + T, dh)
-        causal = past is None and x.size(1) > 1
-        x = self.res_self.output(x, self.self_attn(h, kv, None, is_causal=causal))
-        x = self.res_cross.output(x, self.cross_attn(self.res_cross.input(x), cross, src_mask, is_causal=False))
-        return self.res_ffn.output(x, self.ffn(self.res_ffn.input(x))), kv
+        attended, cache = self.self_attn.causal(self.res_self.input(x), cache)
+        x = self.res_self.output(x, attended)
+        x = self.res_cross.output(x, self.cross_attn(self.res_cross.input(x), cross, cross_mask, is_causal=False))
+        return self.res_ffn.output(x, self.ffn(self.res_ffn.input(x))), cache
+
+
+class TokenEmbedding(nn.Module):
+    """Token embedding * sqrt(d_model) + sinusoidal position encoding, then dropout."""
+
+    def __init__(self, embed: nn.Embedding, max_positions: int, dropout: float) -> None:
+        super().__init__()
+        self.embed = embed
+        self.scale = math.sqrt(embed.embedding_dim)
+        self.positions = SinusoidalPositions(embed.embedding_dim, max_positions)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, tokens: Tensor, positions: Tensor) -> Tensor:
+        """tokens (B, T), positions (B, T) or (T,) -> (B, T, D)."""
+        return self.dropout(self.embed(tokens) * self.scale + self.positions(positions))
+
+
+def xavier_init(module: nn.Module, skip: tuple[nn.Module, ...] = ()) -> None:
+    """Xavier-uniform weights and zero biases for every ``nn.Linear`` in ``module`` except those in ``skip``."""
+    for sub in module.modules():
+        if isinstance(sub, nn.Linear) and not any(sub is s for s in skip):
+            nn.init.xavier_uniform_(sub.weight)
+            if sub.bias is not None:
+                nn.init.zeros_(sub.bias)
+
+
+def impl_for(kind: str, attention_impl: str) -> str:
+    """Attention ``kind`` (softmax | linear) -> the layer impl (softmax uses ``attention_impl``: sdpa | math)."""
+    if kind not in ("softmax", "linear"):
+        raise ValueError(f"attention kind {kind!r} is unknown; use softmax or linear")
+    if attention_impl not in SOFTMAX_IMPLS:
+        raise ValueError(f"attention_impl={attention_impl!r} is unknown; use one of {', '.join(SOFTMAX_IMPLS)}")
+    return attention_impl if kind == "softmax" else "linear"

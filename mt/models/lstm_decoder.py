@@ -1,0 +1,123 @@
+"""Attentional LSTM decoder (Luong et al. 2015; Bahdanau et al. 2015 scoring as an option), any encoder.
+
+Multi-layer LSTM -> attention over the encoder memory -> attentional hidden ``tanh(W_c [context; h])`` ->
+(projection to the embedding size when the output is tied) -> logits. Without input feeding the decoder runs
+one fused ``nn.LSTM`` call over all target positions, then attends from all positions at once; with input
+feeding the previous attentional hidden joins the next input, which forces a loop. ``forward`` and ``step``
+share ``_advance``.
+
+Initial state (``bridge``): ``final`` = tanh(W · the encoder's ``EncoderOut.final``) (a recurrent encoder's
+final states); ``mean`` = tanh(W · masked mean of the memory) (any encoder); ``none`` = zeros. Either way
+(h, c) of every layer start from it. ``src_visible`` limits the attention only: for simultaneous decoding use
+``bridge: none`` (the other two read the whole source).
+
+State (all batch-first): ``h``, ``c`` (B, layers, H); ``feed`` (B, H) with input feeding; ``memory``
+(B, S, M); ``keys`` (B, S, K) precomputed attention keys; ``mask`` (B, S) bool.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mt.models.attention import build_attention
+from mt.models.base import DecoderState, EncoderOut, visibility_mask
+from mt.models.composed import Decoder
+
+BRIDGES = ("final", "mean", "none")
+
+
+class AttnLSTMDecoder(Decoder):
+    """LSTM decoder with attention over a memory of size ``memory_dim``; output tied to ``embed`` if asked."""
+
+    decoder_state = "constant"
+
+    def __init__(self, *, embed: nn.Embedding, memory_dim: int, hidden: int, layers: int, attention: str,
+                 input_feeding: bool, dropout: float, tie_output: bool, bridge: str) -> None:
+        super().__init__()
+        if bridge not in BRIDGES:
+            raise ValueError(f"bridge={bridge!r} is unknown; use one of {', '.join(BRIDGES)}")
+        self.embed = embed
+        self.input_feeding = input_feeding
+        self.layers = layers
+        self.hidden = hidden
+        self.bridge_kind = bridge
+        embed_dim = embed.embedding_dim
+        # bridge: encoder summary (B, M) -> initial h and c of every decoder layer
+        self.bridge = nn.Linear(memory_dim, 2 * layers * hidden) if bridge != "none" else None
+        self.dropout = nn.Dropout(dropout)
+        self.rnn = nn.LSTM(embed_dim + (hidden if input_feeding else 0), hidden, num_layers=layers,
+                           dropout=dropout if layers > 1 else 0.0, batch_first=True)
+        self.attention = build_attention(attention, hidden, memory_dim)
+        self.combine = nn.Linear(memory_dim + hidden, hidden, bias=False)
+        if tie_output:
+            self.out_proj: nn.Module = nn.Linear(hidden, embed_dim, bias=False)
+            self.output = nn.Linear(embed_dim, embed.num_embeddings)
+            self.output.weight = embed.weight
+        else:
+            self.out_proj = nn.Identity()
+            self.output = nn.Linear(hidden, embed.num_embeddings)
+
+    def _initial(self, enc: EncoderOut) -> tuple[Tensor, Tensor]:
+        """Initial (h, c), each (B, layers, H), as ``bridge`` says."""
+        batch = enc.memory.size(0)
+        if self.bridge is None:
+            zeros = enc.memory.new_zeros(batch, self.layers, self.hidden)  # (B, layers, H)
+            return zeros, zeros
+        if self.bridge_kind == "final":
+            if enc.final is None:
+                raise ValueError("bridge=final needs an encoder with a final state (EncoderOut.final); "
+                                 "use bridge=mean or bridge=none with this encoder")
+            summary = enc.final  # (B, M)
+        else:
+            weights = enc.mask.to(enc.memory.dtype)[:, :, None]  # (B, S, 1)
+            summary = (enc.memory * weights).sum(1) / weights.sum(1).clamp(min=1)  # (B, M)
+        init = torch.tanh(self.bridge(summary))  # (B, 2 * layers * H)
+        init = init.view(batch, 2, self.layers, self.hidden)  # (B, 2, layers, H)
+        return init[:, 0].contiguous(), init[:, 1].contiguous()  # (B, layers, H) each
+
+    def init_state(self, enc: EncoderOut, variant: str = "default") -> DecoderState:
+        h, c = self._initial(enc)  # (B, layers, H) each
+        state = {"h": h, "c": c, "memory": enc.memory, "mask": enc.mask,
+                 "keys": self.attention.project_keys(enc.memory)}  # keys: (B, S, K)
+        if self.input_feeding:
+            state["feed"] = h.new_zeros(h.size(0), self.hidden)  # (B, H)
+        return state
+
+    def _advance(self, emb: Tensor, state: DecoderState, mask: Tensor) -> tuple[Tensor, DecoderState]:
+        """LSTM + attention over emb (B, T, E') from state; mask (B, T or 1, S) -> attentional hidden (B, T, H)."""
+        h0 = state["h"].transpose(0, 1).contiguous()  # (layers, B, H)
+        c0 = state["c"].transpose(0, 1).contiguous()  # (layers, B, H)
+        out, (h_n, c_n) = self.rnn(emb, (h0, c0))  # out (B, T, H); h_n, c_n (layers, B, H)
+        att = self.attention(out, state["keys"], state["memory"], mask)  # context (B, T, M)
+        hidden = torch.tanh(self.combine(torch.cat([att.context, out.to(att.context.dtype)], dim=-1)))  # (B,T,H)
+        new_state = dict(state, h=h_n.transpose(0, 1), c=c_n.transpose(0, 1))  # (B, layers, H)
+        if self.input_feeding:
+            new_state["feed"] = hidden[:, -1]  # (B, H)
+        return hidden, new_state
+
+    def _logits(self, hidden: Tensor) -> Tensor:
+        """Attentional hidden (B, T, H) -> logits (B, T, V)."""
+        return self.output(self.out_proj(self.dropout(hidden)))
+
+    def forward(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+        state = self.init_state(enc)
+        mask = visibility_mask(enc.mask, src_visible)  # (B, T or 1, S)
+        emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
+        if not self.input_feeding:
+            hidden, _ = self._advance(emb, state, mask)  # (B, T, H): one fused LSTM call over all positions
+            return self._logits(hidden)
+        steps = []
+        for t in range(tgt_in.size(1)):
+            x = torch.cat([emb[:, t:t + 1], state["feed"][:, None].to(emb.dtype)], dim=-1)  # (B, 1, E + H)
+            hidden, state = self._advance(x, state, mask[:, t:t + 1] if mask.size(1) > 1 else mask)  # (B, 1, H)
+            steps.append(hidden)
+        return self._logits(torch.cat(steps, dim=1))  # (B, T, H) -> (B, T, V)
+
+    def step(self, tokens: Tensor, state: DecoderState,
+             src_visible: Tensor | None = None) -> tuple[Tensor, DecoderState]:
+        x = self.dropout(self.embed(tokens[:, None]))  # (B, 1, E)
+        if self.input_feeding:
+            x = torch.cat([x, state["feed"][:, None].to(x.dtype)], dim=-1)  # (B, 1, E + H)
+        hidden, state = self._advance(x, state, visibility_mask(state["mask"], src_visible))  # (B, 1, H)
+        return self._logits(hidden)[:, 0], state  # (B, V)
