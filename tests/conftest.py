@@ -11,11 +11,11 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
+from mt.config import compose  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
-CONF_DIR = REPO / "conf"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -50,8 +50,7 @@ def compose_cfg() -> Callable[..., DictConfig]:
     """``compose_cfg(*overrides)`` -> the composed ``conf/train.yaml`` (same overrides as train.py)."""
 
     def _compose(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-            return compose(config_name="train", overrides=list(overrides))
+        return compose("train", overrides)
 
     return _compose
 

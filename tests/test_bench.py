@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,30 +14,7 @@ from mtlab.bench.memory import MemoryPoint, SavedBytes, _over_budget, growth_exp
 from mtlab.bench.models import model_specs
 from mtlab.bench.table import format_table
 from mtlab.bench.throughput import _tok_s, synthetic_batches
-from tests.utils import ROOT, SHARED_DATA, TINY
-
-# Seconds-sized benchmark settings (python -m mtlab.bench overrides without the model sizes).
-TINY_BENCH = [
-    "threads=1", "throughput.synthetic_batch=8", "throughput.synthetic_length=16", "throughput.warmup=1",
-    "throughput.steps=2", "throughput.repeats=1", "memory.lengths=[16,32,64,128]", "decoding.max_sentences=30",
-    "decoding.single_sentences=4", "decoding.latency_positions=12", "decoding.latency_repeats=1",
-    "decoding.latency_at=8", "decoding.random_output_tokens=4",
-]
-TINY_DATA = ["data.limit=200", "data.tokenizer.vocab_size=300", "data.tokenizer.hard_vocab_limit=false",
-             "data.max_tokens=800"]
-
-
-def tiny_model_overrides() -> list[str]:
-    """tests/utils.py TINY model sizes as mtlab.bench ``+model_overrides.<preset>=[...]`` overrides."""
-    return [f'+model_overrides.{arch}=[{",".join(chr(34) + o + chr(34) for o in opts if o.startswith("model."))}]'
-            for arch, opts in TINY.items()]
-
-
-def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MT_DATA_DIR": str(SHARED_DATA), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-           "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=timeout)
+from tests.utils import TINY_BENCH, TINY_DATA, run_module, tiny_model_overrides
 
 
 def test_saved_bytes_counts_each_storage_once_and_skips_excluded() -> None:

@@ -12,8 +12,7 @@ from mt.api import short_precision
 from mtlab.compare.claims import HOLDS, claim_time_to_bleu, claim_tokens_per_second
 from mtlab.compare.runs import forwarded_overrides, plan_runs, read_csv_logs, run_env
 from mtlab.compare.summary import time_to_bleu
-from tests.test_bench import TINY_BENCH, TINY_DATA, run_module
-from tests.utils import TINY
+from tests.utils import TINY, TINY_BENCH, TINY_DATA, run_module
 
 
 def test_forwarded_overrides_are_the_data_paths_decode_ones() -> None:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+
+from mt.config import compose
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -32,5 +35,29 @@ def tiny_overrides(arch: str, out: Path, cache: Path, limit: int = 200) -> list[
 
 
 def compose_train(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="train", overrides=overrides)
+    """conf/train.yaml composed with ``overrides``, as train.py would."""
+    return compose("train", overrides)
+
+
+# Seconds-sized benchmark settings (python -m mtlab.bench overrides without the model sizes).
+TINY_BENCH = [
+    "threads=1", "throughput.synthetic_batch=8", "throughput.synthetic_length=16", "throughput.warmup=1",
+    "throughput.steps=2", "throughput.repeats=1", "memory.lengths=[16,32,64,128]", "decoding.max_sentences=30",
+    "decoding.single_sentences=4", "decoding.latency_positions=12", "decoding.latency_repeats=1",
+    "decoding.latency_at=8", "decoding.random_output_tokens=4",
+]
+TINY_DATA = ["data.limit=200", "data.tokenizer.vocab_size=300", "data.tokenizer.hard_vocab_limit=false",
+             "data.max_tokens=800"]
+
+
+def tiny_model_overrides() -> list[str]:
+    """tests/utils.py TINY model sizes as mtlab.bench ``+model_overrides.<preset>=[...]`` overrides."""
+    return [f'+model_overrides.{arch}=[{",".join(chr(34) + o + chr(34) for o in opts if o.startswith("model."))}]'
+            for arch, opts in TINY.items()]
+
+
+def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MT_DATA_DIR": str(SHARED_DATA), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout)
