@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from mt.batch import BOS_ID, EOS_ID, PAD_ID
 
 DecoderState = dict[str, Tensor]
+EncoderStream = dict[str, Tensor]  # a streaming encoder's state between reads, batch on dim 0
 
 
 @dataclass
@@ -37,8 +38,9 @@ class ModelTraits:
     decoding_variants: names accepted by ``init_state(enc, variant=...)``; the first is the default
         (e.g. the Transformer's ("cached", "uncached"): uncached recomputes the prefix every step).
     attention_impls: values of the model config key ``attention_impl`` (empty when the model has none).
-    streaming: the encoder reads a source prefix incrementally (``encode_prefix``), so wait-k decoding
-        never re-reads the whole prefix per source token.
+    streaming: the encoder is causal (each state depends only on the tokens before it) and reads a source
+        incrementally (``start_stream`` / ``read``, with ``extend_memory`` for the decoder), so wait-k
+        decoding never re-reads the prefix per source token.
     """
 
     family: str
@@ -110,6 +112,21 @@ class Seq2Seq(nn.Module, ABC):
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """src (B, S), src_lengths (B,), tgt_in (B, T) -> logits (B, T, V)."""
         return self.decode(self.encode(src, src_lengths), tgt_in)
+
+    # --- streaming (models whose ``traits.streaming`` is True; the others raise) ---------------------------
+    def start_stream(self, batch_size: int, device: torch.device) -> EncoderStream:
+        """The encoder's state before reading any source token (batch-first)."""
+        raise NotImplementedError(f"{type(self).__name__} has no streaming encoder")
+
+    def read(self, stream: EncoderStream, tokens: Tensor) -> tuple[EncoderOut, EncoderStream]:
+        """Encode the next source tokens (B, n) -> EncoderOut of those n positions (memory (B, n, H), mask,
+        final = the encoder's final state after them) and the new stream state. Positions already read are
+        neither recomputed nor changed (the encoder is causal)."""
+        raise NotImplementedError(f"{type(self).__name__} has no streaming encoder")
+
+    def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
+        """Let the decoder attend to newly read source positions too (``new`` from :meth:`read`)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot extend its decoder's source memory")
 
     def check_variant(self, variant: str | None) -> str:
         """The decoding variant to use: ``variant`` checked against ``traits.decoding_variants`` (None = default)."""

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import torch
 from torch import Tensor, nn
 
 from mt.batch import PAD_ID
-from mt.models.base import DecoderState, EncoderOut, ModelTraits, Seq2Seq
+from mt.errors import MTError
+from mt.models.base import DecoderState, EncoderOut, EncoderStream, ModelTraits, Seq2Seq
 
 
 class Encoder(nn.Module, ABC):
@@ -31,6 +33,17 @@ class Encoder(nn.Module, ABC):
     @abstractmethod
     def forward(self, src: Tensor, src_lengths: Tensor) -> EncoderOut:
         """src (B, S) ids, src_lengths (B,) -> EncoderOut with memory (B, S, M) and mask (B, S)."""
+
+    def start_stream(self, batch_size: int, device: torch.device) -> EncoderStream:
+        """Streaming encoders (``streaming = True``) override this and :meth:`read` (see Seq2Seq.read)."""
+        raise self._not_streaming()
+
+    def read(self, stream: EncoderStream, tokens: Tensor) -> tuple[EncoderOut, EncoderStream]:
+        raise self._not_streaming()
+
+    def _not_streaming(self) -> MTError:
+        return MTError(f"{type(self).__name__} reads the whole source at once; streaming needs a model trained "
+                       "with model.bidirectional=false (LSTM) or model.causal_encoder=true (Transformer)")
 
 
 class Decoder(nn.Module, ABC):
@@ -57,6 +70,10 @@ class Decoder(nn.Module, ABC):
     def step(self, tokens: Tensor, state: DecoderState,
              src_visible: Tensor | None = None) -> tuple[Tensor, DecoderState]:
         """tokens (B,), src_visible None or (B,) int64 -> logits (B, V) and the new state."""
+
+    def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
+        """Append newly read source positions to the memory ``state`` attends to (streaming)."""
+        raise MTError(f"{type(self).__name__} cannot attend to a growing source")
 
 
 def make_embeddings(vocab_size: int, dim: int, share: bool) -> tuple[nn.Embedding, nn.Embedding]:
@@ -110,3 +127,12 @@ class EncoderDecoder(Seq2Seq):
     def step(self, tokens: Tensor, state: DecoderState,
              src_visible: Tensor | None = None) -> tuple[Tensor, DecoderState]:
         return self.decoder.step(tokens, state, src_visible)
+
+    def start_stream(self, batch_size: int, device: torch.device) -> EncoderStream:
+        return self.encoder.start_stream(batch_size, device)
+
+    def read(self, stream: EncoderStream, tokens: Tensor) -> tuple[EncoderOut, EncoderStream]:
+        return self.encoder.read(stream, tokens)
+
+    def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
+        return self.decoder.extend_memory(state, new)

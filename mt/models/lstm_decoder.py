@@ -9,7 +9,7 @@ share ``_advance``.
 Initial state (``bridge``): ``final`` = tanh(W · the encoder's ``EncoderOut.final``) (a recurrent encoder's
 final states); ``mean`` = tanh(W · masked mean of the memory) (any encoder); ``none`` = zeros. Either way
 (h, c) of every layer start from it. ``src_visible`` limits the attention only: for simultaneous decoding use
-``bridge: none`` (the other two read the whole source).
+``bridge: none``, or ``final`` with a streaming encoder given the ``final`` of the visible prefix (mt.simul does).
 
 State (all batch-first): ``h``, ``c`` (B, layers, H); ``feed`` (B, H) with input feeding; ``memory``
 (B, S, M); ``keys`` (B, S, K) precomputed attention keys; ``mask`` (B, S) bool.
@@ -83,6 +83,12 @@ class AttnLSTMDecoder(Decoder):
         if self.input_feeding:
             state["feed"] = h.new_zeros(h.size(0), self.hidden)  # (B, H)
         return state
+
+    def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
+        """Append new source positions (memory (B, n, M)) and their attention keys to the state."""
+        return dict(state, memory=torch.cat([state["memory"], new.memory], dim=1),  # (B, S + n, M)
+                    keys=torch.cat([state["keys"], self.attention.project_keys(new.memory)], dim=1),  # (B, S + n, K)
+                    mask=torch.cat([state["mask"], new.mask], dim=1))  # (B, S + n)
 
     def _advance(self, emb: Tensor, state: DecoderState, mask: Tensor) -> tuple[Tensor, DecoderState]:
         """LSTM + attention over emb (B, T, E') from state; mask (B, T or 1, S) -> attentional hidden (B, T, H)."""

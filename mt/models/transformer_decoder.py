@@ -87,6 +87,14 @@ class TransformerDecoder(Decoder):
             state["visible"] = enc.mask.new_zeros(batch, 0, dtype=torch.long)  # (B, 0)
         return state
 
+    def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
+        """Append new source positions (memory (B, n, D)): their cross-attention K/V in every layer."""
+        out = dict(state, src_mask=torch.cat([state["src_mask"], new.mask], dim=1))  # (B, S + n)
+        for i, kv in enumerate(self._cross_kv(new.memory)):
+            out[f"cross_k.{i}"] = torch.cat([state[f"cross_k.{i}"], kv.k], dim=2)  # (B, h, S + n, dh)
+            out[f"cross_v.{i}"] = torch.cat([state[f"cross_v.{i}"], kv.v], dim=2)
+        return out
+
     def step(self, tokens: Tensor, state: DecoderState,
              src_visible: Tensor | None = None) -> tuple[Tensor, DecoderState]:
         n = len(self.layers)
