@@ -9,8 +9,25 @@ target word can be printed once the next word has started (or the translation ha
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
+
+import sentencepiece as spm
+
+from mt.tokenizer import Tokenizer
 
 WORD_START = "\u2581"  # "▁"
+
+
+@lru_cache(maxsize=4)
+def _processor(model_bytes: bytes) -> spm.SentencePieceProcessor:
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(model_bytes)
+    return sp
+
+
+def pieces(tokenizer: Tokenizer, ids: Sequence[int]) -> list[str]:
+    """The sentencepiece pieces of ``ids`` (e.g. "▁Ein", "t")."""
+    return [_processor(tokenizer.model_bytes).id_to_piece(int(i)) for i in ids]
 
 
 def starts_word(pieces: Sequence[str]) -> list[bool]:
