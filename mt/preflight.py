@@ -10,7 +10,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback as HydraCallback
 
-from mt.errors import MTError
+from mt.errors import MTError, one_line_errors
 
 MIN_FREE_BYTES = 256 * 1024**2  # room for a few checkpoints of the Multi30k presets
 
@@ -51,3 +51,15 @@ class OutputDirCheck(HydraCallback):
         except MTError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
+
+
+class ConfigCheck(HydraCallback):
+    """Hydra callback (``hydra.callbacks.config_check`` in conf/train.yaml): runs
+    :func:`mt.config_check.check_config` before the job starts, so a bad value is one line (exit status 2)
+    before any data preparation."""
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        from mt.config_check import check_config
+
+        with one_line_errors():
+            check_config(config)

@@ -266,7 +266,45 @@ def test_unknown_options_are_reported_without_a_traceback(script, args, message,
 
 
 def test_unknown_option_value_is_one_line(tmp_path):
-    with pytest.raises(MTError, match="train.nonfinite='sometimes' is unknown; use stop or skip") as e:
+    with pytest.raises(MTError, match=r"train\.nonfinite='sometimes' is .*stop.*skip") as e:  # module or check
         train(compose_train(tiny_overrides("lstm", tmp_path / "run", tmp_path / "cache", limit=50) +
                             ["train.nonfinite=sometimes"]))
     one_line(e.value)
+
+
+# -- full disk ------------------------------------------------------------------------------------------------
+def test_disk_full_during_a_checkpoint_write_is_one_line_naming_it_and_keeps_the_previous(tmp_path, monkeypatch,
+                                                                                           capsys):
+    import errno
+
+    from mt.checkpoint import atomic_torch_save
+    from mt.errors import disk_full_names, one_line_errors
+
+    path = tmp_path / "checkpoints" / "last.ckpt"
+    atomic_torch_save({"step": 1}, path)
+    before = path.read_bytes()
+
+    def save_until_the_disk_is_full(obj, f, *args, **kwargs):
+        f.write(b"the first bytes of a checkpoint")
+        raise OSError(errno.ENOSPC, "No space left on device")  # what write/flush/fsync raise: no file name
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
+    with pytest.raises(SystemExit) as e, one_line_errors(), disk_full_names(path):
+        atomic_torch_save({"step": 2}, path)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: no space left on device while writing {path}; "), err
+    assert path.read_bytes() == before and sorted(path.parent.iterdir()) == [path]  # intact, no temp file left
+
+
+def test_disk_full_error_with_a_file_name_is_one_line_other_os_errors_are_not_hidden(tmp_path, capsys):
+    import errno
+
+    from mt.errors import one_line_errors
+
+    with pytest.raises(SystemExit) as e, one_line_errors():
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "cache" / "train.arrow"))
+    assert e.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: no space left on device while writing {tmp_path}/cache/")
+    with pytest.raises(PermissionError), one_line_errors():
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))

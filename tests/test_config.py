@@ -71,3 +71,81 @@ def test_experiment_overrides_trainer():
     cfg = compose_train(["experiment=multi30k_cpu", "model=lstm", "paths.output_dir=/tmp/x"])
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.max_time == "00:00:50:00"
     assert cfg.model._target_ == "mt.models.lstm.LSTMSeq2Seq"
+
+
+# -- validation of values (mt.config_check) ---------------------------------------------------------------------
+@pytest.mark.parametrize("overrides, message", [
+    (["decode.beam_size=abc"], "decode.beam_size='abc' is invalid; use an integer >= 1"),
+    (["decode.beam_size=0"], "decode.beam_size=0 is invalid; use an integer >= 1"),
+    (["optim.lr=-1"], "optim.lr=-1 is invalid; use a number > 0"),
+    (["optim.betas=[0.9,1.0]"], "optim.betas=[0.9, 1.0] is invalid; use a list of 2 items, each a number in [0, 1)"),
+    (["trainer.precision=fp8"], "trainer.precision='fp8' is invalid; use one of "),
+    (["model.dropout=1.0"], "model.dropout=1.0 is invalid; use a number in [0, 1)"),
+    (["model=lstm", "model.decoder_hidden=0"], "model.decoder_hidden=0 is invalid; use an integer >= 1"),
+    (["train.label_smoothing=1.5"], "train.label_smoothing=1.5 is invalid; use a number in [0, 1)"),
+    (["train.nonfinite=sometimes"], "train.nonfinite='sometimes' is invalid; use one of stop, skip"),
+    (["test_after_fit=yes"], "test_after_fit='yes' is invalid; use one of true, false"),
+    (["data.tokenizer.vocab_size=0"], "data.tokenizer.vocab_size=0 is invalid; use an integer >= 1"),
+    (["data.max_tokens=50"], "data.max_tokens=50 is smaller than one sentence of data.max_len=100 subwords "
+                             "(101 tokens with EOS); use data.max_tokens >= 101 or lower data.max_len"),
+    (["data.max_tokens=101", "data.bucket_width=8"], "use data.max_tokens >= 104"),
+    (["decode.n_best=3", "decode.beam_size=2"], "decode.n_best=3 is larger than decode.beam_size=2"),
+    (["optim.min_lr=0.01"], "optim.min_lr=0.01 is above optim.lr=0.001"),
+])
+def test_bad_values_are_one_line_naming_key_value_and_what_is_allowed(overrides, message):
+    from mt.config_check import check_config
+    from mt.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        check_config(compose_train([*overrides, "paths.output_dir=/tmp/x"]))
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_bad_value_is_reported_at_once():
+    from mt.config_check import check_config
+    from mt.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        check_config(compose_train(["decode.beam_size=abc", "optim.lr=-1", "paths.output_dir=/tmp/x"]))
+    assert "decode.beam_size='abc'" in str(e.value) and "optim.lr=-1" in str(e.value)
+
+
+@pytest.mark.parametrize("model", ["transformer", "lstm", "transformer_base", "lstm_base"])
+@pytest.mark.parametrize("extra", [[], ["debug=tiny"], ["debug=fdr"], ["debug=overfit"], ["debug=limit"],
+                                   ["debug=profiler"], ["experiment=multi30k_cpu"], ["data.tgt=zh", "data.src=en"]])
+def test_shipped_configs_pass_validation(model, extra):
+    from mt.config_check import check_config
+
+    check_config(compose_train([f"model={model}", *extra, "paths.output_dir=/tmp/x"]))
+
+
+@pytest.mark.parametrize("precision", ["32", 32, "bf16-mixed", "16-mixed", "bf16-true", "64-true"])
+def test_precisions_lightning_accepts_pass(precision):
+    from mt.config_check import check_config, lightning_precisions
+
+    assert precision in lightning_precisions()
+    check_config(compose_train([f"trainer.precision={precision}", "paths.output_dir=/tmp/x"]))
+
+
+def test_bad_value_from_the_cli_is_one_line_before_data_preparation(tmp_path):
+    r = subprocess.run([sys.executable, "train.py", "decode.beam_size=abc", f"hydra.run.dir={tmp_path / 'run'}",
+                        f"paths.cache_dir={tmp_path / 'cache'}", f"paths.data_dir={tmp_path / 'data'}"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = [line for line in r.stderr.splitlines() if line.startswith("error: ")]
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert lines == ["error: decode.beam_size='abc' is invalid; use an integer >= 1"], r.stderr[-2000:]
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "data").exists()  # nothing prepared
+
+
+# -- config groups: one file per callback, debug ---------------------------------------------------------------
+def test_callbacks_default_composes_one_file_per_callback():
+    cfg = compose_train(["paths.output_dir=/tmp/x"])
+    targets = {name: node._target_ for name, node in cfg.callbacks.items()}
+    assert targets == {"checkpoint": "lightning.pytorch.callbacks.ModelCheckpoint",
+                       "periodic_checkpoint": "mt.checkpoint.PeriodicCheckpoint",
+                       "early_stopping": "lightning.pytorch.callbacks.EarlyStopping",
+                       "lr_monitor": "lightning.pytorch.callbacks.LearningRateMonitor"}
+    for name in targets:  # each one is its own file
+        assert list(OmegaConf.load(ROOT / "conf" / "callbacks" / f"{name}.yaml")) == [name]
+    assert cfg.callbacks.checkpoint.monitor == "val/bleu" and cfg.callbacks.checkpoint.save_top_k == 3
+    assert compose_train(["callbacks.early_stopping=null", "paths.output_dir=/tmp/x"]).callbacks.early_stopping is None
