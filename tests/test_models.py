@@ -1,4 +1,4 @@
-"""Both architectures against the Seq2Seq contract: shapes, step == decode, padding, causality, low precision."""
+"""Every preset against the Seq2Seq contract: shapes, step == decode, reorder, padding, causality, low precision."""
 
 from __future__ import annotations
 
@@ -19,7 +19,13 @@ TINY = {
     "lstm": {"embed_dim": 12, "encoder_hidden": 8, "encoder_layers": 2, "decoder_hidden": 16, "decoder_layers": 2},
     "transformer": {"d_model": 16, "n_heads": 4, "ffn_dim": 24, "encoder_layers": 2, "decoder_layers": 2,
                     "max_positions": 64},
+    # chunk_size 4: sequences of 5-7 positions run as several chunks, the last one padded
+    "linear_transformer": {"d_model": 16, "n_heads": 4, "ffn_dim": 24, "encoder_layers": 2, "decoder_layers": 2,
+                           "max_positions": 64, "chunk_size": 4},
+    "hybrid": {"d_model": 12, "n_heads": 3, "ffn_dim": 24, "encoder_layers": 2, "decoder_hidden": 16,
+               "decoder_layers": 2, "max_positions": 64},
 }
+PRESETS = ["lstm", "transformer", "linear_transformer", "hybrid"]  # the Multi30k-size presets
 # variant -> (preset, overrides); dot attention needs decoder_hidden == 2 * encoder_hidden (16 == 2 * 8)
 VARIANTS = {
     "lstm": ("lstm", {}),
@@ -31,8 +37,19 @@ VARIANTS = {
     "transformer_post_norm": ("transformer", {"pre_norm": False}),
     "transformer_unshared": ("transformer", {"share_embeddings": False}),
     "transformer_uncached": ("transformer", {}),
+    "linear_transformer": ("linear_transformer", {}),
+    "linear_transformer_linear_cross": ("linear_transformer", {"cross_attention": "linear"}),
+    "linear_transformer_post_norm_unshared_math": ("linear_transformer", {"pre_norm": False, "share_embeddings": False,
+                                                                          "attention_impl": "math"}),
+    "linear_transformer_uncached": ("linear_transformer", {}),
+    "hybrid": ("hybrid", {}),
+    "hybrid_feeding_additive_untied": ("hybrid", {"input_feeding": True, "attention": "additive",
+                                                  "tie_output": False, "share_embeddings": False}),
+    "hybrid_mean_bridge": ("hybrid", {"bridge": "mean"}),
 }
-
+# the family and decoder state each preset declares
+TRAITS = {"lstm": ("recurrent", "constant"), "transformer": ("transformer", "growing"),
+          "linear_transformer": ("linear_transformer", "constant"), "hybrid": ("hybrid", "constant")}
 
 
 def load_preset(name: str) -> DictConfig:
@@ -175,7 +192,7 @@ def test_attention_mask_is_dtype_safe(kind: str, dtype: torch.dtype) -> None:
     torch.testing.assert_close(out.weights.float().sum(-1), torch.ones(2, 3), atol=1e-2, rtol=0)
 
 
-@pytest.mark.parametrize("preset", ["lstm", "transformer"])
+@pytest.mark.parametrize("preset", PRESETS)
 def test_shared_embeddings_are_one_matrix(preset: str) -> None:
     cfg = load_preset(preset)
     cfg.update(TINY[preset])
@@ -186,19 +203,40 @@ def test_shared_embeddings_are_one_matrix(preset: str) -> None:
     assert unshared.num_parameters() > model.num_parameters()
 
 
+@pytest.mark.parametrize("preset", PRESETS)
+@torch.no_grad()
+def test_traits_and_state_size(preset: str) -> None:
+    """Each preset declares its family and decoder state; a "constant" state keeps its size while stepping."""
+    cfg = load_preset(preset)
+    cfg.update(TINY[preset])
+    model = build_model(cfg, VOCAB).eval()
+    traits = model.traits
+    assert (traits.family, traits.decoder_state) == TRAITS[preset]
+    assert model.check_variant(None) == traits.decoding_variants[0]
+    src, lengths = make_src([5, 3])
+    state = model.init_state(model.encode(src, lengths))
+    sizes = []
+    for t in range(4):
+        _, state = model.step(torch.full((2,), BOS_ID if t == 0 else 5), state)
+        sizes.append(sum(v.numel() for v in state.values()))
+    assert (len(set(sizes)) == 1) == (traits.decoder_state == "constant"), sizes
+
+
 def count(preset: str, vocab_size: int) -> int:
     with torch.device("meta"):  # no memory, no init cost: only the shapes matter
         return build_model(load_preset(preset), vocab_size).num_parameters()
 
 
-@pytest.mark.parametrize(("pair", "vocab_size", "low", "high"), [
-    (("lstm", "transformer"), 8000, 10e6, 20e6),
+@pytest.mark.parametrize(("presets", "vocab_size", "low", "high"), [
+    (("lstm", "transformer", "linear_transformer", "hybrid"), 8000, 10e6, 20e6),
     (("lstm_base", "transformer_base"), 32000, 55e6, 65e6),
 ])
-def test_presets_have_matched_sizes(pair: tuple[str, str], vocab_size: int, low: float, high: float) -> None:
-    n_lstm, n_transformer = (count(name, vocab_size) for name in pair)
-    assert low <= n_lstm <= high and low <= n_transformer <= high, (n_lstm, n_transformer)
-    assert abs(n_lstm - n_transformer) <= 0.05 * max(n_lstm, n_transformer), (n_lstm, n_transformer)
+def test_presets_have_matched_sizes(presets: tuple[str, ...], vocab_size: int, low: float, high: float) -> None:
+    sizes = {name: count(name, vocab_size) for name in presets}
+    assert all(low <= n <= high for n in sizes.values()), sizes
+    assert max(sizes.values()) - min(sizes.values()) <= 0.05 * max(sizes.values()), sizes
+    if vocab_size == 8000:  # the sizes the README and the comparison report
+        assert (sizes["lstm"], sizes["transformer"]) == (10_331_968, 10_211_584)
 
 
 @pytest.mark.parametrize("pre_norm", [True, False])

@@ -55,6 +55,8 @@ def test_limit_at_or_beyond_the_length_is_no_limit(variant: str) -> None:
 @torch.no_grad()
 def test_hidden_source_positions_do_not_matter(variant: str) -> None:
     """Under wait-k limits, positions 0..t never see memory at positions >= their limit, in decode and step."""
+    if VARIANTS[variant][1].get("bridge") == "mean":
+        pytest.skip("bridge=mean starts the decoder from the mean of the whole memory (documented)")
     model = tiny_model(variant)
     src, lengths = make_src([7, 6])
     tgt_in = make_tgt_in(2, 5)

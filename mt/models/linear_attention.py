@@ -13,8 +13,8 @@ no attention dropout (there is no weight matrix to drop from in the factorised f
   explicit masked (C, C) matrix, across chunks the state, via cumulative sums of per-chunk states: memory
   O(T (C + dh^2 / C)) per head and no Python loop. A step is the same function with T = 1 and a state.
 
-Everything runs in float32 with autocast disabled (sums of many positive terms lose too much in bf16); the
-output is cast back to the query's dtype, the state stays float32.
+Everything runs in float32 (float64 for float64 inputs) with autocast disabled: sums of many positive terms
+lose too much in bf16. The output is cast back to the query's dtype; the state stays in the accumulation dtype.
 """
 
 from __future__ import annotations
@@ -41,14 +41,19 @@ def feature_map(x: Tensor) -> Tensor:
     return F.elu(x) + 1.0
 
 
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float32 for half types and float32, float64 for float64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def linear_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
     """q (B, h, T, dh), k (B, h, S, dh), v (B, h, S, dv) -> (B, h, T, dv), in q's dtype.
 
     mask: None or bool broadcastable to (B, h, T, S), True = may attend; a (.., 1, S) mask is key-only.
     """
-    dtype = q.dtype
+    dtype, acc = q.dtype, _accumulation_dtype(q.dtype)
     with torch.autocast(q.device.type, enabled=False):
-        q, k, v = feature_map(q.float()), feature_map(k.float()), v.float()
+        q, k, v = feature_map(q.to(acc)), feature_map(k.to(acc)), v.to(acc)
         key_only = mask is None or mask.size(-2) == 1
         if key_only and q.size(-2) > k.size(-1):  # factorised: cheaper than the (T, S) weights here
             if mask is not None:
@@ -77,14 +82,14 @@ def causal_linear_attention(q: Tensor, k: Tensor, v: Tensor, state: LinearState 
 
     q, k (B, h, T, dh), v (B, h, T, dv) -> output (B, h, T, dv) in q's dtype and the state after the T positions.
     """
-    dtype = q.dtype
+    dtype, acc = q.dtype, _accumulation_dtype(q.dtype)
     batch, heads, length, dh = q.shape
     dv = v.size(-1)
     with torch.autocast(q.device.type, enabled=False):
-        q, k, v = feature_map(q.float()), feature_map(k.float()), v.float()
+        q, k, v = feature_map(q.to(acc)), feature_map(k.to(acc)), v.to(acc)
         if state is None:
             state = LinearState(q.new_zeros(batch, heads, dh, dv), q.new_zeros(batch, heads, dh))
-        s0, z0 = state.s.float(), state.z.float()
+        s0, z0 = state.s.to(acc), state.z.to(acc)
         size = min(chunk_size, length)
         n = -(-length // size)  # chunks
         pad = n * size - length  # zero rows after the feature map: padded keys add nothing to the state
