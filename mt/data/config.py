@@ -13,14 +13,20 @@ from mt.data.errors import DataError
 
 @dataclass(frozen=True)
 class TokenizerConfig:
-    """``data.tokenizer``: keyword arguments of :meth:`mt.tokenizer.Tokenizer.train`."""
+    """``data.tokenizer``: an existing model (``path``) or the keyword arguments of
+    :meth:`mt.tokenizer.Tokenizer.train` (:meth:`train_settings`)."""
 
+    path: str | None
     model_type: str
     vocab_size: int
     character_coverage: float
     hard_vocab_limit: bool
     input_sentence_size: int
     num_threads: int
+
+    def train_settings(self) -> dict:
+        """Keyword arguments of :meth:`mt.tokenizer.Tokenizer.train`."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "path"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class DataConfig:
     url: str | None
     path: str | None
     config: str | None
+    streaming: bool
     splits: SplitsConfig
     limit: int | None
     tokenizer: TokenizerConfig
@@ -54,6 +61,7 @@ class DataConfig:
     bucket_width: int
     num_workers: int
     num_proc: int
+    shard_size: int
 
     @classmethod
     def from_omegaconf(cls, cfg: DictConfig | dict) -> DataConfig:
@@ -83,8 +91,10 @@ class DataConfig:
             raise DataError(f"data.source={out.source!r} is unknown; use multi30k, text or hf")
         if out.src == out.tgt:
             raise DataError(f"data.src and data.tgt are both {out.src!r}; choose two different languages")
-        if out.max_tokens <= 0 or out.max_len <= 0 or out.bucket_width <= 0:
-            raise DataError("data.max_tokens, data.max_len and data.bucket_width must be positive")
+        if out.max_tokens <= 0 or out.max_len <= 0 or out.bucket_width <= 0 or out.shard_size <= 0:
+            raise DataError("data.max_tokens, data.max_len, data.bucket_width and data.shard_size must be positive")
+        if out.streaming and out.source != "hf":
+            raise DataError(f"data.streaming=true works with data=hf only (this is data.source={out.source})")
         if out.limit is not None and out.limit <= 0:
             raise DataError(f"data.limit={out.limit}: use a positive number of sentences, or null for all")
         return out

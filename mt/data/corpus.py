@@ -53,7 +53,7 @@ def open_corpus(cfg: DataConfig, cache_dir: Path) -> Corpus:
     if cfg.source == "hf":
         if not cfg.path:
             raise DataError("data.path is not set; give a hub name, a dataset directory or a JSON file")
-        return HFCorpus(cfg.path, cfg.config, cfg.src, cfg.tgt, names, cfg.limit, cache_dir)
+        return HFCorpus(cfg.path, cfg.config, cfg.src, cfg.tgt, names, cfg.limit, cache_dir, cfg.streaming)
     if cfg.languages is not None:
         for side, lang in (("data.src", cfg.src), ("data.tgt", cfg.tgt)):
             if lang not in cfg.languages:

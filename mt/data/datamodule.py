@@ -14,7 +14,7 @@ from mt.data.collate import collate_pairs
 from mt.data.config import DataConfig
 from mt.data.errors import DataError
 from mt.data.loader import ResumableDataLoader
-from mt.data.prepare import Prepared, column, prepare
+from mt.data.prepare import Prepared, prepare
 from mt.data.sampler import EvalBatchSampler, TokenBudgetBatchSampler
 from mt.lightning_private import uses_distributed_sampler
 from mt.tokenizer import Tokenizer
@@ -27,15 +27,24 @@ class TranslationDataModule(L.LightningDataModule):
 
     ``prepare_data`` (rank 0) downloads, trains the tokenizer and tokenizes into ``paths.cache_dir``;
     ``setup`` loads that cache on every rank. The accessors (``tokenizer``, ``stats()``, ...) set up on demand.
+    Rows are read from the memory-mapped cache as batches are drawn; samplers hold only length arrays.
     """
 
-    def __init__(self, data_cfg: DictConfig, paths_cfg: DictConfig, seed: int = 0) -> None:
-        """:param data_cfg: the ``data`` node; paths_cfg: the ``paths`` node (only ``cache_dir`` is read)."""
+    def __init__(
+        self, data_cfg: DictConfig, paths_cfg: DictConfig, seed: int = 0, tokenizer: Tokenizer | None = None
+    ) -> None:
+        """:param data_cfg: the ``data`` node; paths_cfg: the ``paths`` node (only ``cache_dir`` is read).
+
+        :param tokenizer: an existing model to tokenize with (e.g. ``Tokenizer.from_bytes`` of a checkpoint's);
+            it takes precedence over ``data.tokenizer.path``, and nothing is trained. Give the same one on
+            every rank.
+        """
         super().__init__()
         self.cfg = DataConfig.from_omegaconf(data_cfg)
         self.cache_dir = Path(paths_cfg.cache_dir)
         self.seed = seed
         self.rank, self.world_size = 0, 1
+        self._given_tokenizer = tokenizer
         self._data: Prepared | None = None
 
     # -- Lightning hooks ----------------------------------------------------------------------------------
@@ -45,7 +54,7 @@ class TranslationDataModule(L.LightningDataModule):
         The result is kept for this process; ``setup`` on the other ranks loads the same disk cache.
         """
         if self._data is None:
-            self._data = prepare(self.cfg, self.cache_dir)
+            self._data = prepare(self.cfg, self.cache_dir, self._given_tokenizer)
 
     def setup(self, stage: str | None = None) -> None:
         """Load the prepared splits; take rank and world size from the attached trainer (else 0 of 1)."""
@@ -57,7 +66,7 @@ class TranslationDataModule(L.LightningDataModule):
                     "trainer.use_distributed_sampler must be false: the data module's batch sampler shards by rank"
                 )
         if self._data is None:
-            self._data = prepare(self.cfg, self.cache_dir)
+            self._data = prepare(self.cfg, self.cache_dir, self._given_tokenizer)
 
     def train_dataloader(self) -> ResumableDataLoader:
         """Token-budget batches of the filtered training pairs, resumable mid-epoch."""
@@ -104,10 +113,10 @@ class TranslationDataModule(L.LightningDataModule):
 
     def train_sampler(self) -> TokenBudgetBatchSampler:
         """This rank's training batch sampler."""
-        ds = self.data.splits["train"]
+        lengths = self.data.lengths["train"]
         return TokenBudgetBatchSampler(
-            column(ds, "n_src") + 1,  # EOS
-            column(ds, "n_tgt") + 1,  # BOS/EOS shift
+            lengths.src,
+            lengths.tgt,
             self.cfg.max_tokens,
             seed=self.seed,
             rank=self.rank,
@@ -117,10 +126,11 @@ class TranslationDataModule(L.LightningDataModule):
 
     def eval_sampler(self, split: str) -> EvalBatchSampler:
         """This rank's share of an evaluation split."""
-        ds = self._eval_split(split)
+        self._eval_split(split)  # checks the name
+        lengths = self.data.lengths[split]
         return EvalBatchSampler(
-            column(ds, "n_src") + 1,
-            column(ds, "n_tgt") + 1,
+            lengths.src,
+            lengths.tgt,
             self.cfg.max_tokens,
             rank=self.rank,
             world_size=self.world_size,

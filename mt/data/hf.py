@@ -3,6 +3,12 @@
 ``data.path`` is a hub name (with ``data.config``, e.g. wmt14 de-en), a local directory (``save_to_disk``
 output, or data files named by split, e.g. ``train.jsonl``), a single JSON/JSONL file (its one split is
 "train"), or a file pattern with ``{split}`` (e.g. ``/data/x/{split}.jsonl``) naming one file per split.
+
+With ``data.streaming=true`` a hub dataset (or local JSON/Parquet files) is read as a stream
+(``load_dataset(..., streaming=True)``) instead of being downloaded and converted whole: each split is read
+once, and only the ``id/src/tgt/ctrl`` rows of the two languages are written to ``{cache_dir}/raw/``, batch by
+batch. A streamed split is identified by name, split, languages, limit and local file stats (a stream has no
+fingerprint): a changed hub dataset under the same name needs a new ``paths.cache_dir`` (or deleting raw/).
 """
 
 from __future__ import annotations
@@ -10,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from pathlib import Path
 
 import datasets
-from datasets import Dataset, DatasetDict, Translation
+from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, Translation, Value
+from datasets.arrow_writer import ArrowWriter
 
 from mt.data.errors import DataError
 from mt.data.textfiles import clean_line
@@ -21,6 +29,8 @@ from mt.data.textfiles import clean_line
 log = logging.getLogger(__name__)
 
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+_RAW_FEATURES = Features({"id": Value("int64"), "src": Value("string"), "tgt": Value("string"), "ctrl": Value("int64")})
+_STREAM_BATCH = 10_000
 
 
 class HFCorpus:
@@ -35,15 +45,27 @@ class HFCorpus:
         split_names: dict[str, str],
         limit: int | None,
         cache_dir: Path,
+        streaming: bool = False,
     ) -> None:
-        """:param split_names: our split name -> the dataset's split name."""
+        """:param split_names: our split name -> the dataset's split name; streaming: see the module doc."""
         self.path, self.config, self.src, self.tgt = path, config, src, tgt
         self.split_names, self.limit, self.cache_dir = split_names, limit, cache_dir
-        self._dd: DatasetDict | None = None
+        self.streaming = streaming
+        self._dd: DatasetDict | IterableDatasetDict | None = None
 
     def identity(self, split: str) -> dict:
         """What the split's content depends on (for cache keys); symmetric in the two languages."""
         ds = self._split(split)
+        if isinstance(ds, IterableDataset):
+            return {
+                "path": self.path,
+                "config": self.config,
+                "split": self.split_names[split],
+                "streaming": True,
+                "files": _stat_local(self.path, sorted(set(self.split_names.values()))),
+                "languages": sorted([self.src, self.tgt]),
+                "limit": self.limit,
+            }
         return {
             "path": self.path,
             "config": self.config,
@@ -58,12 +80,14 @@ class HFCorpus:
     def load(self, split: str) -> Dataset:
         """Rows ``{"id", "src", "tgt", "ctrl"}`` of a split (first ``limit`` rows), cached under cache_dir."""
         ds = self._split(split)
-        if self.limit is not None:
-            ds = ds.select(range(min(self.limit, ds.num_rows)))
         key = {"identity": self.identity(split), "src": self.src, "tgt": self.tgt}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         out = self.cache_dir / "raw" / f"hf-{split}-{self.src}-{self.tgt}-{digest}.arrow"
         out.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(ds, IterableDataset):
+            return self._write_stream(ds, split, out)
+        if self.limit is not None:
+            ds = ds.select(range(min(self.limit, ds.num_rows)))
         return ds.map(
             _from_translation,
             batched=True,
@@ -76,7 +100,35 @@ class HFCorpus:
         )
 
     # -- internals ----------------------------------------------------------------------------------------
-    def _split(self, split: str) -> Dataset:
+    def _write_stream(self, ds: IterableDataset, split: str, out: Path) -> Dataset:
+        """Read a streamed split once into ``out`` (rows id/src/tgt/ctrl), batch by batch; reused when there."""
+        if not out.is_file():
+            if self.limit is not None:
+                ds = ds.take(self.limit)
+            log.info("streaming %s split %s into %s", self.path, self.split_names[split], out)
+            tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
+            try:
+                with ArrowWriter(features=_RAW_FEATURES, path=str(tmp), writer_batch_size=_STREAM_BATCH) as writer:
+                    n = 0
+                    for batch in ds.iter(batch_size=_STREAM_BATCH):
+                        size = len(batch["translation"])
+                        writer.write_batch(_from_translation(batch, list(range(n, n + size)), self.src, self.tgt))
+                        n += size
+                    writer.finalize()
+                os.replace(tmp, out)
+            except DataError:
+                raise
+            except Exception as e:  # network and format errors surface while iterating a stream
+                msg = " ".join(str(e).split())[:300]
+                raise DataError(
+                    f"could not stream {self.path!r} split {self.split_names[split]!r}: {type(e).__name__}: {msg}; "
+                    "check data.path / data.config and the connection, or set data.streaming=false"
+                ) from None
+            finally:
+                tmp.unlink(missing_ok=True)
+        return Dataset.from_file(str(out))
+
+    def _split(self, split: str) -> Dataset | IterableDataset:
         dd = self._load()
         name = self.split_names[split]
         if name not in dd:
@@ -93,14 +145,15 @@ class HFCorpus:
                 )
         return ds
 
-    def _load(self) -> DatasetDict:
+    def _load(self) -> DatasetDict | IterableDatasetDict:
         if self._dd is None:
             self._dd = self._load_uncached()
         return self._dd
 
-    def _load_uncached(self) -> DatasetDict:
+    def _load_uncached(self) -> DatasetDict | IterableDatasetDict:
         path, p = self.path, Path(self.path)
         cache = str(self.cache_dir / "datasets")
+        stream = {"streaming": True} if self.streaming else {}
         try:
             if "{split}" in path:
                 files = {n: path.format(split=n) for n in sorted(set(self.split_names.values()))}
@@ -109,13 +162,13 @@ class HFCorpus:
                         raise DataError(
                             f"missing file: {f} (from data.path={path}); create it or fix data.path"
                         )
-                return datasets.load_dataset(_builder(path), data_files=files, cache_dir=cache)
+                return datasets.load_dataset(_builder(path), data_files=files, cache_dir=cache, **stream)
             if p.is_file():
-                return datasets.load_dataset(_builder(path), data_files={"train": path}, cache_dir=cache)
+                return datasets.load_dataset(_builder(path), data_files={"train": path}, cache_dir=cache, **stream)
             if p.is_dir() and ((p / "dataset_dict.json").is_file() or (p / "state.json").is_file()):
-                loaded = datasets.load_from_disk(path)
+                loaded = datasets.load_from_disk(path)  # already local Arrow, memory-mapped: nothing to stream
                 return loaded if isinstance(loaded, DatasetDict) else DatasetDict({"train": loaded})
-            return datasets.load_dataset(path, self.config, cache_dir=cache)
+            return datasets.load_dataset(path, self.config, cache_dir=cache, **stream)
         except DataError:
             raise
         except Exception as e:  # datasets raises many types (FileNotFoundError, ConnectionError, ValueError)
@@ -134,7 +187,16 @@ def _builder(path: str) -> str:
     return builder
 
 
-def _languages(ds: Dataset, path: str) -> list[str]:
+def _languages(ds: Dataset | IterableDataset, path: str) -> list[str]:
+    if ds.features is None:  # a stream whose features are unknown until read: look at its first row
+        first = next(iter(ds.take(1)), {})
+        pair = first.get("translation")
+        if isinstance(pair, dict):
+            return list(pair)
+        raise DataError(
+            f"{path}: no 'translation' column of language -> text (first row has {', '.join(first) or 'nothing'}); "
+            'expected rows like {"translation": {"de": "...", "en": "..."}}'
+        )
     feature = ds.features.get("translation")
     if isinstance(feature, Translation):
         return list(feature.languages)

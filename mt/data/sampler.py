@@ -33,6 +33,26 @@ def pack(costs: np.ndarray, max_tokens: int) -> list[tuple[int, int]]:
     return bounds
 
 
+def pack_sorted(costs: np.ndarray, max_tokens: int) -> np.ndarray:
+    """:func:`pack` for non-decreasing ``costs``, as a (M, 2) array of [start, end) rows.
+
+    The cost of a slice is then ``(end - start) * costs[end - 1]``, which only grows with ``end``: each slice
+    end is found by binary search, so the work is per batch, not per item (the same slices as :func:`pack`).
+    """
+    bounds, start, n = [], 0, len(costs)
+    while start < n:
+        lo, hi = start + 1, n  # the largest end in [lo, hi] that fits; a single item always does
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if (mid - start) * int(costs[mid - 1]) <= max_tokens:
+                lo = mid
+            else:
+                hi = mid - 1
+        bounds.append((start, lo))
+        start = lo
+    return np.asarray(bounds, dtype=np.int64).reshape(-1, 2)
+
+
 def padding_fraction(
     batches: Sequence[Sequence[int]], src_lengths: np.ndarray, tgt_lengths: np.ndarray | None
 ) -> float:
@@ -58,6 +78,9 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
     list; the last ``M mod W`` batches of an epoch (random ones, different each epoch) are left out so that
     every rank gets the same number of different batches. Lightning calls ``set_epoch`` through the
     ``sampler`` attribute (it looks at ``dataloader.batch_sampler.sampler``, not ``batch_sampler`` itself).
+
+    Memory: only small numpy arrays (a few bytes per pair: the lengths, one sort key, the epoch's order);
+    index lists are built one batch at a time while iterating.
     """
 
     def __init__(
@@ -74,18 +97,19 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
         """:param src_lengths: (N,) source tensor lengths (EOS included); tgt_lengths: (N,) target tensor lengths."""
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside world_size {world_size}")
-        self.src_lengths = np.asarray(src_lengths, dtype=np.int64)
-        self.tgt_lengths = np.asarray(tgt_lengths, dtype=np.int64)
+        self.src_lengths = compact(src_lengths)
+        self.tgt_lengths = compact(tgt_lengths)
+        if self.src_lengths.shape != self.tgt_lengths.shape:
+            raise ValueError(f"{len(self.src_lengths)} source lengths but {len(self.tgt_lengths)} target lengths")
         self.max_tokens, self.seed = max_tokens, seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self.start_batch = 0  # batches of the epoch to skip (set by ResumableDataLoader while it resumes)
-        w = bucket_width
-        self._bucket_src = -(-self.src_lengths // w) * w  # lengths rounded up to the bucket width
-        self._bucket_max = np.maximum(self._bucket_src, -(-self.tgt_lengths // w) * w)
-        order = np.lexsort((self._bucket_src, self._bucket_max))
-        self._bounds = pack(self._bucket_max[order], max_tokens)  # the same every epoch (see class doc)
-        n = len(self._bounds)
+        self._key, bucket_max = _sort_key(self.src_lengths, self.tgt_lengths, bucket_width)
+        order = np.argsort(self._key, kind="stable")
+        bounds = pack_sorted(bucket_max[order], max_tokens)  # the same every epoch (see class doc)
+        self._starts, self._ends = bounds[:, 0], bounds[:, 1]
+        n = len(bounds)
         self._per_rank = n // world_size if n >= world_size else (1 if n else 0)
         if 0 < n < world_size:
             log.warning("only %d training batches for %d ranks: some ranks repeat a batch", n, world_size)
@@ -101,24 +125,69 @@ class TokenBudgetBatchSampler(Sampler[list[int]]):
 
     def batches(self, epoch: int) -> list[list[int]]:
         """This rank's batches of an epoch, in iteration order (a pure function of seed, epoch and rank)."""
-        rng = np.random.default_rng([self.seed, epoch])
-        perm = rng.permutation(len(self.src_lengths))
-        order = perm[np.lexsort((self._bucket_src[perm], self._bucket_max[perm]))]  # random among ties
-        all_batches = [order[a:b].tolist() for a, b in self._bounds]
-        shuffled = [all_batches[i] for i in rng.permutation(len(all_batches))]
-        if len(shuffled) < self.world_size and shuffled:
-            shuffled = (shuffled * self.world_size)[: self.world_size]
-        return shuffled[self.rank :: self.world_size][: self._per_rank]
+        return list(self._iter_epoch(epoch, 0))
 
     def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches(self.epoch)[self.start_batch :])
+        return self._iter_epoch(self.epoch, self.start_batch)
 
     def __len__(self) -> int:
         return self._per_rank
 
     def padding_fraction(self, epoch: int = 0) -> float:
         """Padded / all positions of this rank's src+tgt tensors in an epoch."""
-        return padding_fraction(self.batches(epoch), self.src_lengths, self.tgt_lengths)
+        order, mine = self._epoch(epoch)
+        if not len(mine):
+            return 0.0
+        total = real = 0
+        sizes = (self._ends - self._starts)[mine]
+        for lengths in (self.src_lengths, self.tgt_lengths):
+            sorted_lengths = lengths[order]  # (N,) in the epoch's order
+            longest = np.maximum.reduceat(sorted_lengths, self._starts)[mine]
+            total += int((sizes * longest.astype(np.int64)).sum())
+            real += int(np.add.reduceat(sorted_lengths, self._starts, dtype=np.int64)[mine].sum())
+        return 0.0 if total == 0 else 1.0 - real / total
+
+    # -- internals ----------------------------------------------------------------------------------------
+    def _epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(order, mine): every pair in the epoch's sorted order (N,), and this rank's batch numbers in turn.
+
+        ``rng.shuffle`` of an int32 range is the same permutation as ``rng.permutation(N)``, in half the memory.
+        """
+        rng = np.random.default_rng([self.seed, epoch])
+        perm = np.arange(len(self._key), dtype=np.int32)
+        rng.shuffle(perm)
+        order = perm[np.argsort(self._key[perm], kind="stable")]  # random among equal keys
+        shuffled = rng.permutation(len(self._starts))
+        if 0 < len(shuffled) < self.world_size:
+            shuffled = np.resize(shuffled, self.world_size)  # repeat batches so that every rank gets one
+        return order, shuffled[self.rank :: self.world_size][: self._per_rank]
+
+    def _iter_epoch(self, epoch: int, skip: int) -> Iterator[list[int]]:
+        order, mine = self._epoch(epoch)
+        for b in mine[skip:].tolist():
+            yield order[self._starts[b] : self._ends[b]].tolist()
+
+
+def compact(values: Sequence[int] | np.ndarray) -> np.ndarray:
+    """``values`` as the smallest signed integer array that holds them (int16 for sentence lengths)."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "iu":
+        a = a.astype(np.int64)
+    for dtype in (np.int16, np.int32):
+        if not len(a) or (int(a.min()) >= np.iinfo(dtype).min and int(a.max()) <= np.iinfo(dtype).max):
+            return a.astype(dtype, copy=False)
+    return a.astype(np.int64, copy=False)
+
+
+def _sort_key(src: np.ndarray, tgt: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """(key, bucketed max(S, T)): one integer per pair that sorts like (bucketed max(S, T), bucketed S)."""
+    if not len(src):
+        return np.zeros(0, np.int16), np.zeros(0, np.int16)
+    top = int(max(src.max(), tgt.max())) + width  # above every bucketed length
+    dtype = np.int32 if top * top < 2**31 else np.int64
+    bucket_src = -(-src.astype(dtype) // width) * width  # lengths rounded up to the bucket width
+    bucket_max = np.maximum(bucket_src, -(-tgt.astype(dtype) // width) * width)
+    return compact(bucket_max * top + bucket_src), compact(bucket_max)
 
 
 class EvalBatchSampler(Sampler[list[int]]):
