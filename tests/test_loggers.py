@@ -35,7 +35,8 @@ def test_each_logger_is_one_file_whose_keys_its_class_takes(name):
     node = OmegaConf.to_container(cfg.logger[name], resolve=True)
     params = inspect.signature(target_class(node.pop("_target_")).__init__).parameters
     assert set(node) <= set(params), set(node) - set(params)
-    assert str(node.get("save_dir", "")).startswith("/tmp/run")  # everything goes into the run folder
+    where = [str(v) for k, v in node.items() if k in ("save_dir", "tracking_uri", "artifact_location")]
+    assert where and all("/tmp/run/" in f"{w}/" for w in where), where  # everything goes into the run folder
 
 
 def test_many_is_tensorboard_and_csv_and_the_default():
@@ -50,7 +51,8 @@ def test_offline_into_the_run_folder():
     wandb = compose_train(["logger=wandb", "paths.output_dir=/tmp/run"]).logger.wandb
     assert wandb.offline is True and wandb.log_model is False and wandb.save_dir == "/tmp/run"
     mlflow = compose_train(["logger=mlflow", "paths.output_dir=/tmp/run"]).logger.mlflow
-    assert mlflow.tracking_uri is None and mlflow.save_dir == "/tmp/run/mlruns"  # a file store, no server
+    assert mlflow.tracking_uri == "sqlite:////tmp/run/mlflow.db"  # no server (MLflow 3 refuses a file store)
+    assert mlflow.artifact_location == "/tmp/run/mlartifacts" and mlflow.log_model is False
 
 
 @pytest.mark.parametrize("name", sorted(PACKAGES))
