@@ -1,38 +1,91 @@
-"""evaluate(cfg): translate a split or raw text with a checkpoint and score with sacreBLEU."""
+"""evaluate(cfg): translate a split or raw text with a checkpoint or an exported model and score with sacreBLEU.
+
+Also: n-best output (``decode.n_best``), interactive translation of stdin (``input=- output=-``), and paired
+significance against a second system (``compare_with=``, :func:`paired_significance`).
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import select
 import sys
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+from sacrebleu.metrics import CHRF
+from sacrebleu.significance import PairedTest
 
 from mt.checkpoint import load_checkpoint
-from mt.errors import require_values
-from mt.metrics import Score, corpus_score
+from mt.errors import MTError, require_values
+from mt.metrics import Score, bleu_metric, corpus_score
 from mt.textio import InputError, atomic_write_text, read_lines, write_lines
-from mt.translate import Translator, model_from_checkpoint
+from mt.translate import (
+    ScoredTranslation,
+    Translator,
+    TranslatorBase,
+    model_from_checkpoint,
+    resolve_checkpoint,
+)
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class System:
+    """A model ready to translate, with what evaluation needs to know about it."""
+
+    name: str  # what it was loaded from: a checkpoint file or an export folder
+    translator: TranslatorBase
+    data: dict[str, Any]  # the data config it was trained with (test sets, languages)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, Score]:
-    """Translate ``cfg.input`` (raw text) or the checkpoint's ``cfg.split``; returns scores by set name."""
+    """Translate ``cfg.input`` (raw text) or the model's ``cfg.split``; returns scores by set name."""
     require_values(cfg)
     if cfg.output not in (None, "-"):
         _check_writable(Path(cfg.output))
-    ckpt = load_checkpoint(cfg.ckpt)
-    model, tokenizer = model_from_checkpoint(ckpt, str(cfg.ckpt))
-    device = cfg.device if cfg.device != "auto" else None
-    translator = Translator(model, tokenizer, cfg.decode,
-                            device=device or ("cuda" if _cuda() else "cpu"), precision=str(cfg.precision))
+    system = load_system(cfg, cfg.ckpt, cfg.model_dir)
+    other = load_system(cfg, str(cfg.compare_with), None, compare=True) if cfg.compare_with else None
+    if other is not None and (other.data.get("src"), other.data.get("tgt")) != (system.data.get("src"),
+                                                                             system.data.get("tgt")):
+        raise MTError(f"compare_with={cfg.compare_with} translates {other.data.get('src')}-{other.data.get('tgt')}, "
+                      f"the model {system.data.get('src')}-{system.data.get('tgt')}; compare systems of one pair")
     out_dir = Path(cfg.paths.output_dir)
     if cfg.input is not None:
-        return _translate_text(cfg, translator, out_dir)
-    return _translate_splits(cfg, ckpt, translator, out_dir)
+        return _translate_text(cfg, system, other, out_dir)
+    return _translate_splits(cfg, system, other, out_dir)
+
+
+def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compare: bool = False) -> System:
+    """The model that ``ckpt=`` (file, run folder, best/last of ``run=``) or ``model_dir=`` (export) names."""
+    from mt.export.load import export_format, load_exported
+
+    device = cfg.device if cfg.device != "auto" else ("cuda" if _cuda() else "cpu")
+    if not compare:
+        if ckpt is None and model_dir is None and cfg.run is None:
+            raise MTError("missing required value(s): ckpt; set ckpt=PATH (a .ckpt file or a training run folder), "
+                          "ckpt=best run=RUN_DIR, or model_dir=DIR (a model exported with python -m mt.export)")
+        if model_dir is not None and ckpt is not None:
+            raise MTError("give either ckpt= or model_dir=, not both")
+    elif Path(str(ckpt)).is_dir() and export_format(Path(str(ckpt))) is not None:
+        model_dir, ckpt = str(ckpt), None
+    if model_dir is not None:
+        exported = load_exported(model_dir, cfg.decode, "auto" if compare else cfg.engine, device,
+                                 str(cfg.precision), int(cfg.threads))
+        return System(str(model_dir), exported.translator, exported.config["data"])
+    if cfg.engine == "ctranslate2" and not compare:
+        raise MTError("engine=ctranslate2 runs an exported CTranslate2 model: python -m mt.export ckpt=... "
+                      "format=ctranslate2 out=DIR, then evaluate.py model_dir=DIR")
+    path = resolve_checkpoint(str(ckpt if ckpt is not None else cfg.run), None if compare else cfg.run)
+    data = load_checkpoint(path)
+    model, tokenizer = model_from_checkpoint(data, str(path))
+    translator = Translator(model, tokenizer, cfg.decode, device=device, precision=str(cfg.precision))
+    return System(str(path), translator, data["hyper_parameters"]["data"])
 
 
 def _check_writable(path: Path) -> None:
@@ -66,45 +119,197 @@ def _references(cfg: DictConfig, n: int, what: str) -> list[list[str]] | None:
     return streams
 
 
-def _translate_text(cfg: DictConfig, translator: Translator, out_dir: Path) -> dict[str, Score]:
-    sources = read_lines(cfg.input)
+# ------------------------------------------------------------------------------------------ translation + output
+def translate_lines(translator: TranslatorBase, sources: list[str], n_best: int, first_index: int = 0
+                    ) -> tuple[list[str], list[str]]:
+    """Translate ``sources``: (the best translation of each, the output lines to write).
+
+    n_best == 1: one line per source, the translation. n_best > 1: ``line_index<TAB>score<TAB>hypothesis``,
+    n_best lines per source, best first; line_index counts input lines from 0 (``first_index`` for the first).
+    """
+    if n_best == 1:
+        best = translator.translate(sources)
+        return best, best
+    scored: list[list[ScoredTranslation]] = translator.translate(sources, n_best=n_best)
+    lines = [f"{first_index + i}\t{h.score:.4f}\t{h.text}" for i, hyps in enumerate(scored) for h in hyps]
+    return [hyps[0].text for hyps in scored], lines
+
+
+def stdin_chunks(max_bytes: int = 1 << 20) -> Iterator[list[str]]:
+    """Lines of stdin as soon as they arrive: each chunk holds every complete line already available.
+
+    A terminal or a pipe that stays open is thus translated line by line; a file piped in is read in large
+    chunks that batch well. Invalid UTF-8 is a one-line error naming the line, as in :func:`read_lines`.
+    """
+    fd = sys.stdin.fileno()
+    pending, lineno, eof = b"", 0, False
+    while not eof:
+        data = os.read(fd, 1 << 16)  # blocks until something arrives
+        eof = not data
+        pending += data
+        while not eof and len(pending) < max_bytes and select.select([fd], [], [], 0)[0]:
+            more = os.read(fd, 1 << 16)  # more is ready: take it without waiting
+            eof = not more
+            pending += more
+        *complete, pending = pending.split(b"\n")
+        if eof and pending:
+            complete, pending = [*complete, pending], b""
+        if complete:
+            yield [_decode_line(raw, lineno + i + 1) for i, raw in enumerate(complete)]
+            lineno += len(complete)
+
+
+def _decode_line(raw: bytes, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8").removesuffix("\r")
+    except UnicodeDecodeError as e:
+        raise InputError(f"<stdin>, line {lineno}: invalid UTF-8 at byte {e.start} "
+                         f"({raw[max(0, e.start - 10):e.start + 10]!r}); convert the input to UTF-8 "
+                         "(e.g. iconv -f latin1 -t utf-8)") from None
+
+
+def _translate_text(cfg: DictConfig, system: System, other: System | None, out_dir: Path) -> dict[str, Score]:
     name = "stdin" if cfg.input == "-" else cfg.input
-    refs = _references(cfg, len(sources), f"input {name}")  # checked before the (long) translation
-    hyps = translator.translate(sources)
-    write_lines(cfg.output or "-", hyps)
+    output, n_best = cfg.output or "-", int(cfg.decode.n_best)
+    if cfg.input == "-" and output == "-" and other is None:  # interactive: translate and flush as lines arrive
+        sources, hyps = [], []
+        for chunk in stdin_chunks():
+            best, lines = translate_lines(system.translator, chunk, n_best, len(sources))
+            write_lines("-", lines)
+            sources += chunk
+            hyps += best
+        refs = _references(cfg, len(sources), f"input {name}")
+    else:
+        sources = read_lines(cfg.input)
+        refs = _references(cfg, len(sources), f"input {name}")  # checked before the (long) translation
+        if other is not None and refs is None:
+            raise MTError("compare_with= needs references: evaluate a split, or give references=FILE")
+        hyps, lines = translate_lines(system.translator, sources, n_best)
+        write_lines(output, lines)
     log.info("translated %d lines from %s", len(sources), name)
     if refs is None:
         return {}
     if not sources:
         log.warning("the input is empty: nothing to score")
         return {}
-    score = corpus_score(hyps, refs)
-    print(score, file=sys.stderr if (cfg.output or "-") == "-" else sys.stdout)
-    _write_metrics(out_dir, cfg, {"input": score})
-    return {"input": score}
-
-
-def _translate_splits(cfg: DictConfig, ckpt: dict, translator: Translator, out_dir: Path) -> dict[str, Score]:
-    from mt.data import TranslationDataModule
-
-    data_cfg = OmegaConf.merge({"paths": cfg.paths}, {"data": ckpt["hyper_parameters"]["data"]},
-                               {"data": cfg.data}).data
-    dm = TranslationDataModule(data_cfg, cfg.paths)
-    names = list(dm.test_names) if cfg.split == "test" else [cfg.split]
-    scores: dict[str, Score] = {}
-    for name in names:
-        sources = dm.sources(name)
-        refs = _references(cfg, len(sources), f"split {name}") or [dm.references(name)]
-        hyps = translator.translate(sources)
-        out = cfg.output or str(out_dir / f"hyps.{name}.txt")
-        write_lines(out, hyps)
-        scores[name] = corpus_score(hyps, refs)
-        print(f"{name} ({len(hyps)} sentences, beam {cfg.decode.beam_size}): hypotheses in {out}\n{scores[name]}")
-    _write_metrics(out_dir, cfg, scores)
+    scores, significance = {"input": _score(cfg, system, hyps, refs)}, {}
+    report = str(scores["input"])
+    if other is not None:
+        sig, text = _compare(cfg, system, hyps, refs, other, sources, out_dir / "hyps.input.B.txt")
+        significance["input"], report = sig, f"{report}\n{text}"
+    print(report, file=sys.stderr if output == "-" else sys.stdout)
+    _write_metrics(out_dir, cfg, system, other, scores, significance)
     return scores
 
 
-def _write_metrics(out_dir: Path, cfg: DictConfig, scores: dict[str, Score]) -> None:
-    payload = {"ckpt": str(cfg.ckpt), "decode": OmegaConf.to_container(cfg.decode, resolve=True),
+def _translate_splits(cfg: DictConfig, system: System, other: System | None, out_dir: Path) -> dict[str, Score]:
+    from mt.data import TranslationDataModule
+
+    data_cfg = OmegaConf.merge({"paths": cfg.paths}, {"data": system.data}, {"data": cfg.data}).data
+    dm = TranslationDataModule(data_cfg, cfg.paths)
+    names = list(dm.test_names) if cfg.split == "test" else [cfg.split]
+    scores: dict[str, Score] = {}
+    significance: dict[str, PairedSignificance] = {}
+    for name in names:
+        sources = dm.sources(name)
+        refs = _references(cfg, len(sources), f"split {name}") or [dm.references(name)]
+        hyps, lines = translate_lines(system.translator, sources, int(cfg.decode.n_best))
+        out = cfg.output or str(out_dir / f"hyps.{name}.txt")
+        write_lines(out, lines)
+        scores[name] = _score(cfg, system, hyps, refs)
+        print(f"{name} ({len(hyps)} sentences, beam {cfg.decode.beam_size}): hypotheses in {out}\n{scores[name]}")
+        if other is not None:
+            significance[name], text = _compare(cfg, system, hyps, refs, other, sources, out_dir / f"hyps.{name}.B.txt")
+            print(text)
+    _write_metrics(out_dir, cfg, system, other, scores, significance)
+    return scores
+
+
+def _score(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str]]) -> Score:
+    """BLEU (tokenized for the target language, or ``decode.bleu_tokenize``) and chrF of the best hypotheses."""
+    return corpus_score(hyps, refs, tgt_lang=system.data["tgt"], tokenize=cfg.decode.get("bleu_tokenize"))
+
+
+def _compare(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str]], other: System, sources: list[str],
+             other_out: Path) -> tuple[PairedSignificance, str]:
+    """Translate ``sources`` with ``other`` too (hypotheses written to ``other_out``) and test the difference."""
+    other_hyps, _ = translate_lines(other.translator, sources, 1)
+    write_lines(str(other_out), other_hyps)
+    sig = paired_significance(hyps, other_hyps, refs, int(cfg.significance_samples), tgt_lang=system.data["tgt"],
+                              tokenize=cfg.decode.get("bleu_tokenize"))
+    return sig, f"compare_with={other.name} (B, hypotheses in {other_out}) vs this model (A):\n{sig}"
+
+
+def _write_metrics(out_dir: Path, cfg: DictConfig, system: System, other: System | None,
+                   scores: dict[str, Score], significance: dict[str, PairedSignificance]) -> None:
+    payload = {"ckpt": system.name, "engine": cfg.engine, "decode": OmegaConf.to_container(cfg.decode, resolve=True),
                "precision": str(cfg.precision), "scores": {k: s.as_dict() for k, s in scores.items()}}
+    if other is not None:
+        payload.update(compare_with=other.name, significance={k: v.as_dict() for k, v in significance.items()})
     atomic_write_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------------------------------- significance
+@dataclass
+class Estimate:
+    """One system's score on the test set and its bootstrap estimate: mean ± ci is the 95% confidence interval."""
+
+    score: float
+    mean: float
+    ci: float  # half-width of the 95% confidence interval
+
+
+@dataclass
+class MetricSignificance:
+    """Paired bootstrap resampling (sacreBLEU) of one metric for systems A (baseline) and B."""
+
+    metric: str  # sacreBLEU's name: BLEU, chrF2
+    a: Estimate
+    b: Estimate
+    p_value: float  # how likely a difference at least this large arises by chance when the systems are equal
+    signature: str  # sacreBLEU signature, with the bootstrap settings (bs:<samples>|seed:<seed>)
+
+
+@dataclass
+class PairedSignificance:
+    """Result of :func:`paired_significance`, per metric."""
+
+    n_sentences: int
+    n_samples: int
+    metrics: dict[str, MetricSignificance]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return "\n".join(
+            f"{m.metric}: A {m.a.score:.2f} ({m.a.mean:.2f} ± {m.a.ci:.2f})  B {m.b.score:.2f} ({m.b.mean:.2f} ± "
+            f"{m.b.ci:.2f})  p = {m.p_value:.4f}  (paired bootstrap, {self.n_samples} resamples, 95% CI; "
+            f"{m.signature})" for m in self.metrics.values())
+
+
+def paired_significance(hyps_a: list[str], hyps_b: list[str], references: list[str] | list[list[str]],
+                        n_samples: int = 1000, *, tgt_lang: str, tokenize: str | None = None) -> PairedSignificance:
+    """Paired bootstrap resampling test (sacreBLEU's ``significance`` module, Koehn 2004) of BLEU and chrF for
+    system B against baseline A on the same sentences; references: one stream (list[str]) or several. BLEU is
+    tokenized as :func:`mt.metrics.corpus_score` does (by ``tgt_lang``, or ``tokenize``).
+
+    Deterministic: sacreBLEU seeds its resampling (``SACREBLEU_SEED``, default 12345, in the signature).
+    """
+    streams = [references] if not references or isinstance(references[0], str) else references
+    for what, n in (("hypotheses of B", len(hyps_b)), *((f"reference stream {i}", len(s))
+                                                        for i, s in enumerate(streams))):
+        if n != len(hyps_a):
+            raise MTError(f"{len(hyps_a)} hypotheses of A but {n} {what}: both systems must translate the same "
+                          "sentences, each once")
+    if not hyps_a:
+        raise MTError("no sentences to compare")
+    test = PairedTest([("A", hyps_a), ("B", hyps_b)], {"BLEU": bleu_metric(tgt_lang, tokenize), "chrF": CHRF()}, streams,
+                      test_type="bs", n_samples=n_samples)
+    signatures, results = test()
+    metrics = {}
+    for name, (a, b) in ((k, v) for k, v in results.items() if k != "System"):
+        metrics[name] = MetricSignificance(name, Estimate(a.score, float(a.mean), float(a.ci)),
+                                           Estimate(b.score, float(b.mean), float(b.ci)), float(b.p_value),
+                                           str(signatures[name]))
+    return PairedSignificance(len(hyps_a), n_samples, metrics)

@@ -3,49 +3,81 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import overload
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mt.batch import EOS_ID, Batch
 from mt.checkpoint import CheckpointError, load_checkpoint, load_model_state, model_state
+from mt.errors import MTError
 from mt.models import build_model
 from mt.models.base import Seq2Seq
-from mt.search import SearchConfig, search
+from mt.search import Hypothesis, SearchConfig, search
 from mt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class ScoredTranslation:
+    """One hypothesis of a sentence: its detokenized text and the scores the search gave it."""
+
+    text: str
+    score: float  # what the search ranked by: log_prob / ((5 + n) / 6) ** len_penalty (n tokens incl. EOS)
+    log_prob: float  # sum of the token log-probabilities, EOS included
+
+
 def search_config(decode_cfg: DictConfig | dict) -> SearchConfig:
-    """The search settings of a ``decode`` config group."""
+    """The search settings of a ``decode`` config group (``n_best`` checked against ``beam_size``)."""
     d = decode_cfg
-    return SearchConfig(beam_size=int(d["beam_size"]), len_penalty=float(d["len_penalty"]),
-                        max_len_a=float(d["max_len_a"]), max_len_b=int(d["max_len_b"]),
-                        min_len=int(d["min_len"]), n_best=int(d["n_best"]))
+    cfg = SearchConfig(beam_size=int(d["beam_size"]), len_penalty=float(d["len_penalty"]),
+                       max_len_a=float(d["max_len_a"]), max_len_b=int(d["max_len_b"]),
+                       min_len=int(d["min_len"]), n_best=int(d["n_best"]))
+    check_n_best(cfg.n_best, cfg.beam_size)
+    return cfg
+
+
+def check_n_best(n_best: int, beam_size: int) -> None:
+    """One-line error unless 1 <= n_best <= beam_size (greedy search finds one hypothesis)."""
+    if not 1 <= n_best <= beam_size:
+        raise MTError(f"decode.n_best={n_best} needs 1 <= n_best <= decode.beam_size (beam_size={beam_size}); "
+                      f"set decode.beam_size={max(n_best, 1)} or more, or lower decode.n_best")
 
 
 @torch.inference_mode()
-def decode_batch(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[int]]:
-    """Best hypothesis (token ids, no BOS/EOS) for each sentence of ``batch``, in batch order.
+def decode_hypotheses(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[Hypothesis]]:
+    """The ``cfg.n_best`` best hypotheses (token ids, no BOS/EOS) of each sentence of ``batch``, best first.
 
-    An empty source (only EOS) gives an empty translation without searching, so that an empty line in is
-    an empty line out, the same in validation, test and raw-text translation.
+    An empty source (only EOS) gives ``n_best`` empty translations (score 0) without searching, so that an empty
+    line in is an empty line out, the same in validation, test and raw-text translation.
     """
     hyps = search(model, batch.src, batch.src_lengths, cfg)
     empty = (batch.src_lengths <= 1).tolist()
-    return [[] if e else h[0].tokens for h, e in zip(hyps, empty, strict=True)]
+    return [[Hypothesis([], 0.0, 0.0)] * cfg.n_best if e else h for h, e in zip(hyps, empty, strict=True)]
+
+
+def decode_batch(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[list[int]]:
+    """Best hypothesis (token ids, no BOS/EOS) for each sentence of ``batch``, in batch order."""
+    return [h[0].tokens for h in decode_hypotheses(model, batch, cfg)]
 
 
 def source_limit(model: Seq2Seq, decode_cfg: DictConfig | dict) -> int | None:
     """Longest source, in subwords (EOS not counted), that decoding accepts: ``decode.max_src_len`` capped by the
     model's own limit; longer sources are truncated (with a warning, counted), never dropped."""
+    return _source_limit(model.max_source_len, decode_cfg)
+
+
+def _source_limit(max_source_len: int | None, decode_cfg: DictConfig | dict) -> int | None:
     limit = decode_cfg.get("max_src_len")
-    if model.max_source_len is not None:
-        own = model.max_source_len - 1  # room for EOS
+    if max_source_len is not None:
+        own = max_source_len - 1  # room for EOS
         limit = own if limit is None else min(int(limit), own)
     return None if limit is None else int(limit)
 
@@ -81,58 +113,117 @@ def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractCon
     return torch.autocast(device.type, dtype=dtype)
 
 
-class Translator:
-    """Batched translation of raw sentences with a trained model (sentencepiece inside).
+class TranslatorBase(ABC):
+    """Batched translation of raw sentences: sentencepiece, token-budget batches, an engine's search.
 
-    >>> tr = Translator.from_checkpoint("outputs/.../checkpoints/last.ckpt")
-    >>> tr.translate(["A man is riding a bike."])
+    Engines (this project's PyTorch search, CTranslate2) implement :meth:`hypotheses`; everything else (batching,
+    order, empty lines, n-best, detokenization) is shared, so every engine behaves the same around the search.
     """
 
-    def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, decode_cfg: DictConfig | dict,
-                 device: str | torch.device = "cpu", precision: str = "32") -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+    def __init__(self, tokenizer: Tokenizer, decode_cfg: DictConfig | dict, max_source_len: int | None) -> None:
         self.tokenizer = tokenizer
         self.decode_cfg = decode_cfg
         self.search_cfg = search_config(decode_cfg)
-        self.precision = str(precision)
+        self.max_source_len = max_source_len
 
-    @classmethod
-    def from_checkpoint(cls, path: str | Path, decode_cfg: DictConfig | dict | None = None,
-                        device: str = "auto", precision: str = "32", cache_dir: str | Path | None = None
-                        ) -> Translator:
-        """Load model and tokenizer from a checkpoint; ``decode_cfg`` defaults to the one it was trained with."""
-        ckpt = load_checkpoint(path)
-        model, tokenizer = model_from_checkpoint(ckpt, str(path), cache_dir)
-        if decode_cfg is None:
-            decode_cfg = ckpt["hyper_parameters"]["decode"]
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        return cls(model, tokenizer, decode_cfg, device, precision)
+    @abstractmethod
+    def hypotheses(self, batch: Batch, cfg: SearchConfig) -> list[list[Hypothesis]]:
+        """Per sentence of ``batch`` (batch order), its ``cfg.n_best`` hypotheses, best first; an empty source
+        (only EOS) gives ``n_best`` empty hypotheses with score 0."""
 
     def batches(self, sentences: list[str]) -> Iterator[Batch]:
         from mt.data import source_batches
 
         return source_batches(self.tokenizer, sentences, int(self.decode_cfg["max_tokens"]),
-                              source_limit(self.model, self.decode_cfg))
+                              _source_limit(self.max_source_len, self.decode_cfg))
 
-    def translate_batches(self, batches: Iterable[Batch], n: int) -> list[str]:
-        """Decode batches whose ``ids`` index a list of ``n`` sentences; returns texts in id order."""
-        out: list[str | None] = [None] * n
-        with autocast_for(self.device, self.precision):
-            for batch in batches:
-                batch = batch.to(self.device)
-                for i, tokens in zip(batch.ids.tolist(), decode_batch(self.model, batch, self.search_cfg),
-                                     strict=True):
-                    out[i] = self.tokenizer.decode([tokens])[0]
+    def translate_scored(self, batches: Iterable[Batch], n: int, n_best: int) -> list[list[ScoredTranslation]]:
+        """Decode batches whose ``ids`` index a list of ``n`` sentences; per sentence (id order) its ``n_best``
+        hypotheses, best first."""
+        cfg = replace(self.search_cfg, n_best=n_best)
+        check_n_best(n_best, cfg.beam_size)
+        out: list[list[ScoredTranslation] | None] = [None] * n
+        for batch in batches:
+            hyps = self.hypotheses(batch, cfg)
+            texts = iter(self.tokenizer.decode([h.tokens for sent in hyps for h in sent]))
+            for i, sent in zip(batch.ids.tolist(), hyps, strict=True):
+                out[i] = [ScoredTranslation(next(texts), h.score, h.log_prob) for h in sent]
         missing = [i for i, t in enumerate(out) if t is None]
         if missing:
             raise RuntimeError(f"{len(missing)} of {n} sentences were not translated (first: {missing[:5]})")
         return out  # type: ignore[return-value]
 
-    def translate(self, sentences: list[str]) -> list[str]:
-        """Translate raw sentences (one per item); same count out as in, empty in gives empty out."""
-        return self.translate_batches(self.batches(sentences), len(sentences))
+    def translate_batches(self, batches: Iterable[Batch], n: int) -> list[str]:
+        """Best translation of each of ``n`` sentences (batches' ``ids`` index them), in id order."""
+        return [hyps[0].text for hyps in self.translate_scored(batches, n, 1)]
+
+    @overload
+    def translate(self, sentences: list[str], n_best: None = None) -> list[str]: ...
+
+    @overload
+    def translate(self, sentences: list[str], n_best: int) -> list[list[ScoredTranslation]]: ...
+
+    def translate(self, sentences: list[str], n_best: int | None = None
+                  ) -> list[str] | list[list[ScoredTranslation]]:
+        """Translate raw sentences (one per item); same count out as in, empty in gives empty out.
+
+        Without ``n_best``: the best translation of each sentence (texts). With ``n_best=k``: per sentence its
+        k best hypotheses with their scores (needs ``decode.beam_size >= k``).
+        """
+        if n_best is None:
+            return self.translate_batches(self.batches(sentences), len(sentences))
+        return self.translate_scored(self.batches(sentences), len(sentences), n_best)
+
+
+class Translator(TranslatorBase):
+    """This project's own engine: a :class:`~mt.models.base.Seq2Seq` and :mod:`mt.search` in PyTorch.
+
+    >>> tr = Translator.from_checkpoint("outputs/.../checkpoints/last.ckpt")   # or a run folder
+    >>> tr = Translator.from_pretrained("exported/")                            # python -m mt.export
+    >>> tr.translate(["A man is riding a bike."])
+    >>> tr.translate(["A man is riding a bike."], n_best=3)   # [[ScoredTranslation(text, score, log_prob), ...]]
+    """
+
+    def __init__(self, model: Seq2Seq, tokenizer: Tokenizer, decode_cfg: DictConfig | dict,
+                 device: str | torch.device = "cpu", precision: str = "32") -> None:
+        super().__init__(tokenizer, decode_cfg, model.max_source_len)
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.precision = str(precision)
+
+    def hypotheses(self, batch: Batch, cfg: SearchConfig) -> list[list[Hypothesis]]:
+        with autocast_for(self.device, self.precision):
+            return decode_hypotheses(self.model, batch.to(self.device), cfg)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, decode_cfg: DictConfig | dict | None = None,
+                        device: str = "auto", precision: str = "32", cache_dir: str | Path | None = None
+                        ) -> Translator:
+        """Load model and tokenizer from a checkpoint file or a training run folder (its best checkpoint, else
+        ``last.ckpt``); ``decode_cfg`` defaults to the one it was trained with."""
+        ckpt_path = resolve_checkpoint(str(path))
+        ckpt = load_checkpoint(ckpt_path)
+        model, tokenizer = model_from_checkpoint(ckpt, str(ckpt_path), cache_dir)
+        if decode_cfg is None:
+            decode_cfg = ckpt["hyper_parameters"]["decode"]
+        return cls(model, tokenizer, decode_cfg, _device(device), precision)
+
+    @staticmethod
+    def from_pretrained(path: str | Path, decode_cfg: DictConfig | dict | None = None, engine: str = "auto",
+                        device: str = "auto", precision: str = "32", threads: int = 0) -> TranslatorBase:
+        """Load a folder written by ``python -m mt.export`` (never unpickles): ``format=hf`` runs on this
+        project's engine, ``format=ctranslate2`` on CTranslate2 (``engine`` auto picks by the folder's format).
+        ``decode_cfg`` defaults to the decode settings stored at export; ``threads`` (CTranslate2 only, 0 =
+        its default)."""
+        from mt.export.load import load_exported
+
+        return load_exported(path, decode_cfg, engine, _device(device), precision, threads).translator
+
+
+def _device(device: str | torch.device) -> str | torch.device:
+    if str(device) == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
 
 
 def model_from_checkpoint(ckpt: dict, source: str, cache_dir: str | Path | None = None
@@ -148,3 +239,48 @@ def model_from_checkpoint(ckpt: dict, source: str, cache_dir: str | Path | None 
     model = build_model(OmegaConf.create(hp["model"]), tokenizer.vocab_size)
     load_model_state(model, model_state(ckpt), source)
     return model.eval(), tokenizer
+
+
+def resolve_checkpoint(ckpt: str, run: str | None = None) -> Path:
+    """The checkpoint file that ``ckpt=`` names: a ``.ckpt`` file; a training run folder (its best checkpoint
+    from ``results.json``, else ``checkpoints/last.ckpt``); or ``best`` / ``last`` of the run folder ``run``."""
+    if ckpt in ("best", "last"):
+        if not run:
+            raise CheckpointError(f"ckpt={ckpt} needs run=DIR, the training run folder to take it from")
+        folder = Path(run)
+        if not folder.is_dir():
+            raise CheckpointError(f"run={run} is not a folder; pass a training run folder (outputs/train/<run>)")
+        found = _best_checkpoint(folder) if ckpt == "best" else _last_checkpoint(folder)
+        if found is None:
+            what = ("a results.json naming an existing best checkpoint (the run has not finished?); use "
+                    "ckpt=last" if ckpt == "best" else "checkpoints/last.ckpt; use ckpt=best")
+            raise CheckpointError(f"run folder {run} has no {what} or pass a checkpoint file")
+        return found
+    path = Path(ckpt)
+    if not path.is_dir():
+        return path  # load_checkpoint reports a missing file
+    found = _best_checkpoint(path) or _last_checkpoint(path)
+    if found is None:
+        raise CheckpointError(f"ckpt={ckpt} is a folder without a best checkpoint in results.json and without "
+                              "checkpoints/last.ckpt; pass a training run folder or a .ckpt file")
+    log.info("ckpt=%s: using %s", ckpt, found)
+    return found
+
+
+def _best_checkpoint(run: Path) -> Path | None:
+    """The best checkpoint that ``run/results.json`` names, looked up as written, then inside ``run``."""
+    try:
+        best = json.loads((run / "results.json").read_text(encoding="utf-8")).get("best_checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not best:
+        return None
+    for candidate in (Path(best), run / "checkpoints" / Path(best).name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _last_checkpoint(run: Path) -> Path | None:
+    last = run / "checkpoints" / "last.ckpt"
+    return last if last.is_file() else None
