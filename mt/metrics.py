@@ -1,7 +1,8 @@
 """Corpus BLEU and chrF with sacreBLEU, on detokenized text against raw references.
 
-BLEU tokenizes by target language as sacreBLEU does: ``zh`` for Chinese, ``ja-mecab`` for Japanese, ``ko-mecab``
-for Korean, ``13a`` otherwise; ``decode.bleu_tokenize`` overrides that choice. The signature names the tokenizer.
+BLEU tokenizes by target language as sacreBLEU does: ``zh`` for Chinese, ``ja-mecab`` for Japanese,
+``ko-mecab`` for Korean, ``13a`` otherwise; ``decode.bleu_tokenize`` overrides that choice. The signature
+names the tokenizer.
 """
 
 from __future__ import annotations
@@ -40,9 +41,9 @@ def sacrebleu_lang(tgt_lang: str | None) -> str:
 
 
 def bleu_metric(tgt_lang: str | None, tokenize: str | None = None) -> BLEU:
-    """sacreBLEU's BLEU for target language ``tgt_lang``; ``tokenize`` (a sacreBLEU tokenizer name) overrides the
-    tokenizer the language selects. A tokenizer that is unknown or cannot be built (a missing extra such as
-    ``sacrebleu[ja]``, an ``spm`` model that cannot be downloaded) is a one-line :class:`ConfigError`."""
+    """sacreBLEU's BLEU for target language ``tgt_lang``; ``tokenize`` (a sacreBLEU tokenizer name) overrides
+    the tokenizer the language selects. A tokenizer that is unknown or cannot be built (a missing extra such
+    as ``sacrebleu[ja]``, an ``spm`` model that cannot be downloaded) is a one-line :class:`ConfigError`."""
     lang = sacrebleu_lang(tgt_lang)
     name = tokenize if tokenize is not None else BLEU._TOKENIZER_MAP.get(lang, BLEU.TOKENIZER_DEFAULT)
     if tokenize is not None and tokenize not in BLEU.TOKENIZERS:
@@ -57,11 +58,12 @@ def bleu_metric(tgt_lang: str | None, tokenize: str | None = None) -> BLEU:
                else f"cannot be built here ({type(e).__name__}: {text[:200]})")
         what = (f"{TOKENIZE_KEY}={tokenize!r}" if tokenize is not None else
                 f"BLEU for target language {tgt_lang!r} uses sacreBLEU's {name!r} tokenizer, which")
-        raise ConfigError(f"{what} {why}; or set {TOKENIZE_KEY}= to another tokenizer (e.g. char or 13a)") from None
+        raise ConfigError(f"{what} {why}; or set {TOKENIZE_KEY}= to another tokenizer (e.g. char or 13a)") \
+            from None
 
 
-def corpus_score(hypotheses: list[str], references: list[str] | list[list[str]], *, tgt_lang: str | None = None,
-                 tokenize: str | None = None) -> Score:
+def corpus_score(hypotheses: list[str], references: list[str] | list[list[str]], *,
+                 tgt_lang: str | None = None, tokenize: str | None = None) -> Score:
     """Score hypotheses against one reference stream (list[str]) or several (list of streams).
 
     :param tgt_lang: target language code (``data.tgt``); selects BLEU's tokenizer as sacreBLEU does. Pass it:
@@ -91,6 +93,6 @@ class Signatures:
 
 
 def metric_signatures(*, tgt_lang: str | None = None, tokenize: str | None = None) -> Signatures:
-    """The signatures of :func:`corpus_score` without scoring a real corpus (sacreBLEU needs one scored call)."""
+    """The signatures of :func:`corpus_score` without a real corpus (sacreBLEU needs one scored call)."""
     score = corpus_score(["."], ["."], tgt_lang=tgt_lang, tokenize=tokenize)
     return Signatures(score.bleu_signature, score.chrf_signature)

@@ -56,8 +56,8 @@ def test_japanese_without_mecab_is_one_line_naming_the_extra():
 
 
 def test_unknown_tokenizer_is_one_line_naming_the_key():
-    with pytest.raises(ConfigError, match=r"decode.bleu_tokenize='12a' is not a sacreBLEU tokenizer; use one of "
-                                          r"none, zh, 13a") as e:
+    with pytest.raises(ConfigError, match=r"decode.bleu_tokenize='12a' is not a sacreBLEU tokenizer; "
+                                          r"use one of none, zh, 13a") as e:
         bleu_metric("de", "12a")
     assert "\n" not in str(e.value)
 
