@@ -46,7 +46,8 @@ class Tokenizer:
             got = " ".join(f"{k}={v}" for k, v in found.items())
             raise TokenizerError(
                 f"{where}: special ids {got}, but the pipeline needs pad=0 unk=1 bos=2 eos=3; "
-                "retrain it with Tokenizer.train (or delete the cached tokenizer folder)"
+                "use a model trained with those ids (Tokenizer.train does; spm_train: --pad_id=0 --unk_id=1 "
+                "--bos_id=2 --eos_id=3)"
             )
         self._sp = sp
         self._bytes = model_bytes

@@ -366,3 +366,66 @@ def _paths(cache: Path):
     from omegaconf import OmegaConf
 
     return OmegaConf.create({"cache_dir": str(cache)})
+
+
+# -- Hugging Face streaming -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("form", ["folder", "pattern"])
+def test_hf_streaming_matches_the_downloaded_dataset(compose_cfg, tmp_path, form):
+    folder = hf_json(tmp_path / "j")
+    path = str(folder) if form == "folder" else f"'{folder}/{{split}}.jsonl'"
+    base = ["data=hf", f"data.path={path}", *TINY_TOKENIZER]
+    whole = prepare_cfg(compose_cfg(*base, f"paths.cache_dir={tmp_path / 'a'}"))
+    cfg = compose_cfg(*base, f"paths.cache_dir={tmp_path / 'b'}", "data.streaming=true")
+    streamed = prepare_cfg(cfg)
+    assert streamed.tokenizer.sha256 == whole.tokenizer.sha256
+    assert streamed.stats == whole.stats
+    for split in ("train", "validation", "test"):
+        cols = ["id", "src", "tgt", "src_text", "tgt_text"]
+        assert streamed.splits[split].select_columns(cols)[:] == whole.splits[split].select_columns(cols)[:]
+    assert sorted(p.name.split("-")[1] for p in (tmp_path / "b" / "raw").glob("hf-*.arrow")) == [
+        "test", "train", "validation"
+    ]
+    # the stream is read once: a second preparation reads neither it nor the raw rows again
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "b").rglob("*") if p.is_file()}
+    again = prepare_cfg(cfg)
+    assert again.stats == streamed.stats
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "b").rglob("*") if p.is_file()} == before
+
+
+def test_hf_streaming_limit_and_errors(compose_cfg, tmp_path):
+    folder = hf_json(tmp_path / "j")
+    base = ["data=hf", f"data.path={folder}", "data.streaming=true", f"paths.cache_dir={tmp_path / 'c'}",
+            *TINY_TOKENIZER]
+    data = prepare_cfg(compose_cfg(*base, "data.limit=6"))
+    assert {k: s.sentences for k, s in data.stats.items()} == {"train": 6, "validation": 6, "test": 5}
+    assert list(data.splits["validation"]["src_text"]) == sentences(6, "de")
+    assert "language 'fr' (data.src) is not in the dataset" in data_error(compose_cfg(*base, "data.src=fr"))
+    msg = data_error(compose_cfg(*base[:2], "data.streaming=true", "data.path=some-hub/dataset",
+                                 f"paths.cache_dir={tmp_path / 'c'}"))
+    assert "could not load Hugging Face dataset 'some-hub/dataset'" in msg  # offline: fails fast, one line
+    text = text_corpus(tmp_path / "t")
+    assert "data.streaming=true works with data=hf only" in data_error(
+        text_cfg(compose_cfg, text, tmp_path / "c", "data.streaming=true")
+    )
+
+
+# -- data.tokenizer.path ------------------------------------------------------------------------------------
+def test_tokenizer_path_errors_are_one_line(compose_cfg, tmp_path):
+    import io
+
+    import sentencepiece as spm
+
+    folder = text_corpus(tmp_path / "c")
+    msg = data_error(text_cfg(compose_cfg, folder, tmp_path / "cache", f"data.tokenizer.path={tmp_path}/no.model"))
+    assert f"data.tokenizer.path={tmp_path}/no.model: no such file" in msg
+    (tmp_path / "junk.model").write_bytes(b"junk")
+    msg = data_error(text_cfg(compose_cfg, folder, tmp_path / "cache", f"data.tokenizer.path={tmp_path}/junk.model"))
+    assert "data.tokenizer.path" in msg and "not a sentencepiece model" in msg
+    buf = io.BytesIO()  # sentencepiece's default ids: unk 0, bos 1, eos 2, no pad
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(sentences(40, "xx") + sentences(40, "yy")),
+                                   model_writer=buf, vocab_size=40, hard_vocab_limit=False, minloglevel=2)
+    (tmp_path / "other.model").write_bytes(buf.getvalue())
+    msg = data_error(text_cfg(compose_cfg, folder, tmp_path / "cache",
+                              f"data.tokenizer.path={tmp_path}/other.model"))
+    assert "special ids pad=-1 unk=0 bos=1 eos=2, but the pipeline needs pad=0 unk=1 bos=2 eos=3" in msg
+    assert not (tmp_path / "cache" / "tokenizer").exists()  # nothing was trained instead

@@ -126,3 +126,46 @@ def test_load_or_train_reuses_the_cached_model(tmp_path, monkeypatch):
     monkeypatch.setattr(Tokenizer, "train", no_training)
     second = load_or_train(tmp_path / "k", lambda: iter(lines), settings, about={"test": 1})
     assert second.sha256 == first.sha256
+
+
+# -- reuse of an existing model (data.tokenizer.path, or a Tokenizer given to the data module) -----------------
+def test_reused_tokenizer_gives_the_original_ids_on_another_slice(
+    compose_cfg, shared_data_dir, multi30k_train, tmp_path, monkeypatch
+):
+    from omegaconf import OmegaConf
+
+    from mt.batch import EOS_ID
+    from mt.data import TranslationDataModule
+
+    small = ["data.tokenizer.vocab_size=500", "data.tokenizer.hard_vocab_limit=false"]
+    first = compose_cfg(f"paths.data_dir={shared_data_dir}", f"paths.cache_dir={tmp_path / 'a'}",
+                        "data.limit=2000", *small)
+    original = TranslationDataModule(first.data, first.paths).tokenizer  # trained on lines 0..1999
+    other = tmp_path / "slice"  # lines 2000..2599 of Multi30k train, validation and test from the original
+    other.mkdir()
+    for lang in ("en", "de"):
+        lines = multi30k_train[lang][2000:2600]
+        for split in ("train", "valid", "test"):
+            (other / f"{split}.{lang}").write_text("\n".join(lines[:200] if split != "train" else lines) + "\n")
+
+    def never(*args, **kwargs):
+        raise AssertionError("an existing tokenizer must not be retrained")
+
+    monkeypatch.setattr(Tokenizer, "train", never)
+    args = ["data=text", f"data.dir={other}", "data.src=en", "data.tgt=de", *small]
+    by_path = compose_cfg(*args, f"paths.cache_dir={tmp_path / 'b'}", f"data.tokenizer.path={original.path}")
+    given = compose_cfg(*args, f"paths.cache_dir={tmp_path / 'c'}")
+    paths_c = OmegaConf.create({"cache_dir": str(tmp_path / "c")})
+    for dm in (
+        TranslationDataModule(by_path.data, by_path.paths),
+        TranslationDataModule(given.data, paths_c, tokenizer=Tokenizer.from_bytes(original.model_bytes)),
+    ):
+        assert dm.tokenizer.sha256 == original.sha256 and dm.tokenizer.path is not None
+        rows = dm.data.splits["train"].select_columns(["src_text", "tgt_text", "src", "tgt"])[:]
+        assert len(rows["src"]) > 590
+        assert rows["src"] == [[*ids, EOS_ID] for ids in original.encode(rows["src_text"])]
+        assert rows["tgt"] == original.encode(rows["tgt_text"])
+        assert dm.sources("validation") == multi30k_train["en"][2000:2200]
+    monkeypatch.undo()
+    retrained = TranslationDataModule(given.data, OmegaConf.create({"cache_dir": str(tmp_path / "d")})).tokenizer
+    assert retrained.sha256 != original.sha256  # without reuse this slice gets a model of its own
