@@ -266,7 +266,8 @@ class MetricSignificance:
     metric: str  # sacreBLEU's name: BLEU, chrF2
     a: Estimate
     b: Estimate
-    p_value: float  # how likely a difference at least this large arises by chance when the systems are equal
+    p_value: float  # how likely a difference at least this large arises by chance when the systems are equal;
+    # (c + 1) / (n_samples + 1) as in sacreBLEU/MultEval, so identical systems get the minimum 1 / (n_samples + 1)
     signature: str  # sacreBLEU signature, with the bootstrap settings (bs:<samples>|seed:<seed>)
 
 

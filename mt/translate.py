@@ -30,8 +30,9 @@ class ScoredTranslation:
     """One hypothesis of a sentence: its detokenized text and the scores the search gave it."""
 
     text: str
-    score: float  # what the search ranked by: log_prob / ((5 + n) / 6) ** len_penalty (n tokens incl. EOS)
-    log_prob: float  # sum of the token log-probabilities, EOS included
+    score: float  # what the search ranked by: log_prob / ((5 + n) / 6) ** len_penalty (n tokens incl. EOS);
+    # engine=ctranslate2: CTranslate2's score, log_prob / n ** len_penalty
+    log_prob: float  # sum of the token log-probabilities, EOS included (NaN with engine=ctranslate2)
 
 
 def search_config(decode_cfg: DictConfig | dict) -> SearchConfig:
@@ -252,9 +253,10 @@ def resolve_checkpoint(ckpt: str, run: str | None = None) -> Path:
             raise CheckpointError(f"run={run} is not a folder; pass a training run folder (outputs/train/<run>)")
         found = _best_checkpoint(folder) if ckpt == "best" else _last_checkpoint(folder)
         if found is None:
-            what = ("a results.json naming an existing best checkpoint (the run has not finished?); use "
-                    "ckpt=last" if ckpt == "best" else "checkpoints/last.ckpt; use ckpt=best")
-            raise CheckpointError(f"run folder {run} has no {what} or pass a checkpoint file")
+            what, other = (("results.json naming an existing best checkpoint (has the run finished?)", "last")
+                           if ckpt == "best" else ("checkpoints/last.ckpt", "best"))
+            raise CheckpointError(f"run folder {run} has no {what}; use ckpt={other} run={run} or pass a "
+                                  "checkpoint file")
         return found
     path = Path(ckpt)
     if not path.is_dir():

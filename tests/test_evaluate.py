@@ -1,17 +1,26 @@
-"""evaluate.py end to end on a tiny trained checkpoint: splits, files, stdin, bad input."""
+"""evaluate.py end to end on a tiny trained checkpoint: splits, files, stdin (also interactive), n-best output,
+run folders, bad input."""
 
 from __future__ import annotations
 
 import json
 import os
+import queue
+import re
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
 
+from mt.checkpoint import CheckpointError
+from mt.errors import MTError
+from mt.metrics import corpus_score
 from mt.pipeline import train
-from tests.utils import ROOT, SHARED_DATA, compose_train, tiny_overrides
+from mt.translate import Translator, resolve_checkpoint
+from tests.utils import CONF, ROOT, SHARED_DATA, compose_train, tiny_overrides
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +92,130 @@ def test_truncated_checkpoint_is_refused(ckpt, tmp_path):
     r = run_evaluate(f"ckpt={cut}", f"hydra.run.dir={tmp_path}", "input=-", stdin=b"A dog.\n")
     assert r.returncode != 0 and "truncated or corrupt" in r.stderr.decode()
     assert "Traceback" not in r.stderr.decode()
+
+
+def eval_decode():
+    """The decode settings evaluate.py uses (conf/decode/default.yaml), for computing expected translations."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="evaluate").decode
+
+
+@pytest.mark.parametrize("args, message", [
+    (["ckpt=best"], "ckpt=best needs run=DIR"),
+    (["ckpt=CKPT", "decode.n_best=3", "decode.beam_size=2"], "decode.n_best=3 needs 1 <= n_best <= decode.beam_size"),
+    (["ckpt=CKPT", "engine=ctranslate2"], "engine=ctranslate2 runs an exported CTranslate2 model"),
+    (["ckpt=CKPT", "model_dir=CKPT"], "give either ckpt= or model_dir="),
+    (["model_dir=TMP"], "is not an exported model folder"),
+])
+def test_model_choice_errors_are_one_line(ckpt, tmp_path, args, message):
+    from mt.evaluate import evaluate
+
+    args = [a.replace("CKPT", str(ckpt)).replace("TMP", str(tmp_path)) for a in args]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[*args, "input=/dev/null", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(MTError, match=re.escape(message)) as e:
+        evaluate(cfg)
+    assert "\n" not in str(e.value)
+
+
+# -- run folders (ckpt=<run dir>, ckpt=best|last run=DIR) -------------------------------------------------------
+def test_run_folder_and_best_of_run_resolve_to_checkpoints(ckpt, tmp_path):
+    run = ckpt.parent.parent
+    best = Path(json.loads((run / "results.json").read_text())["best_checkpoint"])
+    assert best.is_file() and best.name != "last.ckpt"
+    assert resolve_checkpoint(str(run)) == best
+    assert resolve_checkpoint("best", str(run)) == best
+    assert resolve_checkpoint("last", str(run)) == run / "checkpoints" / "last.ckpt"
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "checkpoints").mkdir(parents=True)
+    (unfinished / "checkpoints" / "last.ckpt").write_bytes(ckpt.read_bytes())
+    assert resolve_checkpoint(str(unfinished)) == unfinished / "checkpoints" / "last.ckpt"  # no results.json
+    (tmp_path / "empty").mkdir()
+    for args, message in (((str(tmp_path / "empty"),), "without a best checkpoint in results.json"),
+                          (("best", str(unfinished)), "has no results.json naming an existing best checkpoint"),
+                          (("best", str(tmp_path / "nowhere")), "is not a folder"),
+                          (("best",), "ckpt=best needs run=DIR")):
+        with pytest.raises(CheckpointError, match=re.escape(message)) as e:
+            resolve_checkpoint(*args)
+        assert "\n" not in str(e.value)
+
+    src, ref = tmp_path / "in.txt", tmp_path / "ref.txt"
+    src.write_text("A dog runs.\nA girl sings.\n", encoding="utf-8")
+    ref.write_text("Ein Hund rennt.\nEin Mädchen singt.\n", encoding="utf-8")
+    r = run_evaluate("ckpt=best", f"run={run}", f"hydra.run.dir={tmp_path / 'ev'}", f"input={src}",
+                     f"output={tmp_path / 'hyp.txt'}", f"references={ref}")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["ckpt"] == str(best)
+    r = run_evaluate(f"ckpt={tmp_path / 'empty'}", f"hydra.run.dir={tmp_path / 'ev2'}", "input=-", stdin=b"A.\n")
+    assert r.returncode == 2 and "without a best checkpoint" in r.stderr.decode()
+    assert "Traceback" not in r.stderr.decode()
+
+
+# -- n-best ---------------------------------------------------------------------------------------------------
+NBEST_LINE = re.compile(r"^(\d+)\t(-?\d+\.\d{4})\t(.*)$")
+
+
+def test_translate_n_best_returns_scored_hypotheses_best_first(ckpt):
+    decode = dict(eval_decode(), beam_size=3)
+    tr = Translator.from_checkpoint(ckpt, decode_cfg=decode, device="cpu")
+    sources = ["A dog runs in the snow.", "", "Two men talk."]
+    best = tr.translate(sources)
+    scored = tr.translate(sources, n_best=3)
+    assert [len(h) for h in scored] == [3, 3, 3]
+    for text, hyps in zip(best, scored, strict=True):
+        assert hyps[0].text == text
+        assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+        assert all(h.log_prob <= 0 for h in hyps)
+    assert len({h.text for h in scored[0]}) == 3  # three different hypotheses
+    assert all(h.text == "" and h.score == 0 for h in scored[1])  # empty line in, empty hypotheses out
+    with pytest.raises(MTError, match="n_best=4 needs") as e:
+        tr.translate(sources, n_best=4)
+    assert "\n" not in str(e.value)
+
+
+def test_evaluate_n_best_writes_index_score_hypothesis_and_scores_the_best(ckpt, tmp_path):
+    src, ref, hyp = tmp_path / "in.txt", tmp_path / "ref.txt", tmp_path / "hyp.txt"
+    sources = ["A dog runs in the snow.", "", "Two men talk."]
+    src.write_text("".join(s + "\n" for s in sources), encoding="utf-8")
+    refs = ["Ein Hund rennt im Schnee.", "", "Zwei Männer reden."]
+    ref.write_text("".join(s + "\n" for s in refs), encoding="utf-8")
+    r = run_evaluate(f"ckpt={ckpt}", f"hydra.run.dir={tmp_path / 'ev'}", f"input={src}", f"output={hyp}",
+                     f"references={ref}", "decode.n_best=3", "decode.beam_size=3")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    rows = [NBEST_LINE.match(line) for line in hyp.read_text(encoding="utf-8").split("\n")[:-1]]
+    assert len(rows) == 9 and all(rows)
+    assert [int(m[1]) for m in rows] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    for i in range(3):
+        scores = [float(m[2]) for m in rows[3 * i: 3 * i + 3]]
+        assert scores == sorted(scores, reverse=True)
+    assert [m[3] for m in rows[3:6]] == ["", "", ""] and [float(m[2]) for m in rows[3:6]] == [0, 0, 0]
+    best = [rows[3 * i][3] for i in range(3)]
+    expected = Translator.from_checkpoint(ckpt, decode_cfg=dict(eval_decode(), beam_size=3), device="cpu")
+    assert best == expected.translate(sources)
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["scores"]["input"]["chrf"] == pytest.approx(corpus_score(best, refs, tgt_lang="de").chrf)
+
+
+# -- interactive stdin ----------------------------------------------------------------------------------------
+def test_interactive_stdin_translates_each_line_before_the_next_is_written(ckpt, tmp_path):
+    """A pipe that stays open: write a line, wait for its translation, then write the next (evaluate.py must not
+    wait for the end of its input)."""
+    env = {**os.environ, "MT_DATA_DIR": str(SHARED_DATA), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, str(ROOT / "evaluate.py"), f"ckpt={ckpt}", "input=-", "output=-",
+                             f"hydra.run.dir={tmp_path}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, env=env, cwd=ROOT)
+    lines: queue.Queue[bytes] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    sources = ["A dog runs in the snow.", "Two men talk."]
+    try:
+        got = []
+        for i, source in enumerate(sources):
+            proc.stdin.write(source.encode() + b"\n")
+            proc.stdin.flush()
+            got.append(lines.get(timeout=180 if i == 0 else 60).decode().rstrip("\n"))  # startup, then one line
+        proc.stdin.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    expected = Translator.from_checkpoint(ckpt, decode_cfg=eval_decode(), device="cpu").translate(sources)
+    assert got == expected and all(got)
