@@ -198,3 +198,26 @@ def test_agent_writes_what_simulated_greedy_writes(lines_and_tokenizer, preset):
         expected = simul_greedy(model, src, torch.tensor([len(ids) + 1]), 2, cfg)[0]
         assert (agent.out, agent.delays) == (expected.tokens, expected.delays)
         assert " ".join(words) == " ".join(tok.decode([expected.tokens])[0].split())
+
+
+def test_training_logits_follow_the_train_config():
+    import random
+
+    from mt.batch import Batch
+    from mt.simul.training import training_logits
+
+    model = tiny("transformer", streaming=True)
+    src, lengths = sources([9, 5])
+    tgt_in = torch.tensor([[BOS_ID, 5, 6, 7, 8], [BOS_ID, 9, 10, 11, 12]])
+    batch = Batch(src, lengths, torch.arange(2), tgt_in, tgt_in)
+    with torch.no_grad():
+        full = training_logits(model, batch, {}, sample=True)  # a config from before the option: full sentence
+        torch.testing.assert_close(full, model(src, lengths, tgt_in))
+        k3 = training_logits(model, batch, {"wait_k": 3, "wait_k_multipath": False}, sample=True)
+        torch.testing.assert_close(k3, wait_k_logits(model, src, lengths, tgt_in, 3))
+        random.seed(0)
+        drawn = {float(training_logits(model, batch, {"wait_k": 3, "wait_k_multipath": True}, sample=True).sum())
+                 for _ in range(12)}
+        assert len(drawn) == 3  # k in {1, 2, 3}
+        validation = training_logits(model, batch, {"wait_k": 3, "wait_k_multipath": True}, sample=False)
+        torch.testing.assert_close(validation, k3)

@@ -13,11 +13,13 @@ test-time wait-k baseline does.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from torch import Tensor
 
+from mt.batch import Batch
 from mt.models.base import EncoderOut, Seq2Seq
-from mt.simul.policy import wait_k_visibility
+from mt.simul.policy import sample_k, wait_k_visibility
 
 log = logging.getLogger(__name__)
 _warned = False
@@ -38,3 +40,15 @@ def wait_k_logits(model: Seq2Seq, src: Tensor, src_lengths: Tensor, tgt_in: Tens
         enc = EncoderOut(memory=enc.memory, mask=enc.mask,
                          final=model.encode(src[:, : int(first.max())], first).final)
     return model.decode(enc, tgt_in, visible)  # (B, T, V)
+
+
+def training_logits(model: Seq2Seq, batch: Batch, train_cfg: Mapping, sample: bool) -> Tensor:
+    """Teacher-forced logits (B, T, V) of ``batch`` as the ``train`` config asks: full-sentence, or wait-k when
+    ``train.wait_k`` is set; with ``train.wait_k_multipath`` and ``sample`` (training steps) k is drawn per batch
+    from 1..wait_k, otherwise (validation loss) k = wait_k. Configs from before these options mean full-sentence.
+    """
+    max_k = train_cfg.get("wait_k")
+    if max_k is None:
+        return model(batch.src, batch.src_lengths, batch.tgt_in)
+    k = sample_k(int(max_k), sample and bool(train_cfg.get("wait_k_multipath", False)))
+    return wait_k_logits(model, batch.src, batch.src_lengths, batch.tgt_in, k)
