@@ -196,3 +196,16 @@ def test_models_ctranslate2_cannot_represent_are_one_line_errors(run, tmp_path, 
         write_ctranslate2(src, tmp_path / "ct2")
     assert "\n" not in str(e.value) and "format=hf" in str(e.value)
     assert not (tmp_path / "ct2").exists()
+
+
+def test_export_speed_rows_for_the_benchmark(run):
+    pytest.importorskip("ctranslate2")
+    from mtlab.bench.export_speed import export_speed, render_rows
+
+    sources, refs = parity_sources()[:20], parity_references()[:20]
+    rows = export_speed(str(run / "checkpoints" / "last.ckpt"), sources, refs, tgt_lang="de", beams=(1,),
+                        threads=1, quantizations=(None,), warmup=2)
+    assert [(r.engine, r.weights, r.beam) for r in rows] == [("torch", "float32", 1), ("ctranslate2", "float32", 1)]
+    assert all(r.sentences == 20 and r.target_tokens > 0 and r.sent_s > 0 and r.tok_s > 0 for r in rows)
+    assert rows[0].bleu == rows[1].bleu and rows[0].target_tokens == rows[1].target_tokens  # greedy parity
+    assert "| ctranslate2 | float32 | 1 | 1 |" in render_rows(rows)
