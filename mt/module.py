@@ -159,6 +159,7 @@ class TranslationModule(LightningModule):
             score = self._score_outputs(name, refs, idx)
             self.log(f"test/{name}/bleu", score.bleu, sync_dist=False)
             self.log(f"test/{name}/chrf", score.chrf, sync_dist=False)
+            self.log(f"test/{name}/n_sentences", float(score.n_sentences), sync_dist=False)
 
     def _references(self) -> EvalReferences:
         if self.references is None or self.tokenizer is None:
@@ -187,7 +188,8 @@ class TranslationModule(LightningModule):
             refs = [refs[i] for i in ids]
         hyps = self.tokenizer.decode([by_id[i] for i in ids])
         assert len(hyps) == len(refs)
-        score = corpus_score(hyps, refs)
+        score = corpus_score(hyps, refs, tgt_lang=self.hparams.data["tgt"],
+                             tokenize=self.hparams.decode.get("bleu_tokenize"))  # .get: older checkpoints
         if self.global_rank == 0:
             self._report(split, score, hyps, refs)
         return score

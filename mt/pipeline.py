@@ -24,6 +24,7 @@ from mt.checkpoint import (
     model_state,
     remove_stale_temp_files,
 )
+from mt.config_check import check_config
 from mt.data import TranslationDataModule
 from mt.errors import require_values
 from mt.metrics import metric_signatures
@@ -100,18 +101,19 @@ def _fitting_checkpoint(cfg: DictConfig, option: str, path: str, module: Transla
     return ckpt
 
 
-def test_scores(logged: list[dict[str, float]], references: dict[str, list[str]]) -> dict[str, dict]:
+def test_scores(logged: list[dict[str, float]], names: list[str], cfg: DictConfig) -> dict[str, dict]:
     """``trainer.test``'s returned metrics -> {test set: {bleu, chrf, signatures, n_sentences}}."""
     merged = {k: v for per_loader in logged for k, v in per_loader.items()}
-    sig = metric_signatures()
+    sig = metric_signatures(tgt_lang=cfg.data.tgt, tokenize=cfg.decode.bleu_tokenize)
     return {name: {"bleu": float(merged[f"test/{name}/bleu"]), "chrf": float(merged[f"test/{name}/chrf"]),
-                   "bleu_signature": sig.bleu, "chrf_signature": sig.chrf, "n_sentences": len(refs)}
-            for name, refs in references.items()}
+                   "bleu_signature": sig.bleu, "chrf_signature": sig.chrf,
+                   "n_sentences": int(merged[f"test/{name}/n_sentences"])} for name in names}
 
 
 def train(cfg: DictConfig) -> TrainResult:
     """Prepare data, build the model, fit, then test the best checkpoint; returns a :class:`TrainResult`."""
     require_values(cfg)
+    check_config(cfg)  # types, ranges and relations of the project's keys, before any data preparation
     output_dir = Path(cfg.paths.output_dir)
     check_output_dir(output_dir)
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
@@ -159,7 +161,7 @@ def train(cfg: DictConfig) -> TrainResult:
                          trainer.current_epoch, n_params, module.model.traits.family, round(peak_memory_mb(), 1), round(module.elapsed_s(), 1))
     if cfg.test_after_fit and not trainer.interrupted:
         logged = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
-        result.test = test_scores(logged, references.test)
+        result.test = test_scores(logged, list(references.test), cfg)
 
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "results.json", json.dumps(asdict(result), indent=2) + "\n")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
 
 from mt.api import LIGHTNING, MTError, TranslationDataModule, atomic_write_text, resolve_device
 from mtlab.bench.decoding import measure_decoding
@@ -92,7 +93,10 @@ def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
         results["models"] = {p: {"params": s.build(vocab_size, 0).num_parameters(), "ckpt": s.ckpt,
                                  "model": OmegaConf.to_container(s.cfg.model, resolve=True)} for p, s in specs.items()}
     seconds = {}
-    for section in [s for s in SECTIONS if s in cfg.sections]:
+    chosen = [s for s in SECTIONS if s in cfg.sections]
+    progress = tqdm(chosen, desc="bench", unit="section", disable=not cfg.progress_bar)
+    for section in progress:
+        progress.set_postfix_str(section)
         start = time.perf_counter()
         log.info("bench: %s", section)
         if section == "throughput":
