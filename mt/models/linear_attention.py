@@ -19,6 +19,7 @@ lose too much in bf16. The output is cast back to the query's dtype; the state s
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,13 @@ def feature_map(x: Tensor) -> Tensor:
     return F.elu(x) + 1.0
 
 
+def _no_autocast(device: torch.device) -> AbstractContextManager:
+    """Autocast switched off on ``device`` (a no-op where autocast does not exist, e.g. the meta device)."""
+    if torch.amp.is_autocast_available(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return nullcontext()
+
+
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float32 for half types and float32, float64 for float64."""
     return torch.promote_types(dtype, torch.float32)
@@ -52,7 +60,7 @@ def linear_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Te
     mask: None or bool broadcastable to (B, h, T, S), True = may attend; a (.., 1, S) mask is key-only.
     """
     dtype, acc = q.dtype, _accumulation_dtype(q.dtype)
-    with torch.autocast(q.device.type, enabled=False):
+    with _no_autocast(q.device):
         q, k, v = feature_map(q.to(acc)), feature_map(k.to(acc)), v.to(acc)
         key_only = mask is None or mask.size(-2) == 1
         if key_only and q.size(-2) > k.size(-1):  # factorised: cheaper than the (T, S) weights here
@@ -85,7 +93,7 @@ def causal_linear_attention(q: Tensor, k: Tensor, v: Tensor, state: LinearState 
     dtype, acc = q.dtype, _accumulation_dtype(q.dtype)
     batch, heads, length, dh = q.shape
     dv = v.size(-1)
-    with torch.autocast(q.device.type, enabled=False):
+    with _no_autocast(q.device):
         q, k, v = feature_map(q.to(acc)), feature_map(k.to(acc)), v.to(acc)
         if state is None:
             state = LinearState(q.new_zeros(batch, heads, dh, dv), q.new_zeros(batch, heads, dh))
