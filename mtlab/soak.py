@@ -1,8 +1,8 @@
 """Kill-and-resume soak: SIGKILL a real small training run (``python train.py``) many times, resume each time.
 
-    python -m mtlab.soak --kills 25 [--seed 0] [--workdir DIR] [--arch transformer] [--limit 300] [--epochs 4]
+    python -m mtlab.soak [soak_profile=quick|full] [kills=N] [seed=0] [arch=transformer] [limit=200] [epochs=2]
 
-First an uninterrupted reference run, then the same run killed ``--kills`` times at random moments (during
+Settings: conf/soak.yaml. First an uninterrupted reference run, then the same run killed ``kills`` times at random moments (during
 startup, at a random point of a random training step, and *inside* checkpoint writes, which
 :class:`SlowCheckpointWrites` stretches out) and resumed each time with ``ckpt_path=last`` in the same output
 folder (started afresh while no ``last.ckpt`` exists yet). Checked: every resume succeeds, every ``*.ckpt`` loads
@@ -17,7 +17,6 @@ run) in ``<workdir>/cache``. The helpers are also used by ``tests/test_faults.py
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
@@ -30,20 +29,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import hydra
 import torch
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.callbacks import Callback
+from omegaconf import DictConfig, OmegaConf
 
-from mt.api import csv_versions
+from mt.api import CONF_DIR, csv_versions
 
 TRAIN_COMMAND = [sys.executable, "-m", "mt.cli.train"]  # the library's entry point, no checkout path
-
-TINY_MODELS = {
-    "transformer": ["model=transformer", "model.d_model=32", "model.n_heads=2", "model.ffn_dim=64",
-                    "model.encoder_layers=1", "model.decoder_layers=1"],
-    "lstm": ["model=lstm", "model.embed_dim=32", "model.encoder_hidden=32", "model.decoder_hidden=64",
-             "model.encoder_layers=1", "model.decoder_layers=1"],
-}
-
 
 class SlowCheckpointWrites(Callback):
     """Testing only: every checkpoint file is written in ``chunks`` pieces with pauses (``seconds`` in all).
@@ -79,20 +73,14 @@ class SlowCheckpointWrites(Callback):
 
 
 # ------------------------------------------------------------------------------------------ run configuration
-def run_overrides(arch: str, out: Path, cache: Path, *, limit: int, epochs: int, every: int,
-                  max_tokens: int = 400, slow_write_s: float = 0.0, data_dir: str | None = None) -> list[str]:
-    """Overrides of a small, deterministic CPU run that checkpoints every ``every`` steps and logs every step."""
-    overrides = TINY_MODELS[arch] + [
-        f"hydra.run.dir={out}", f"paths.cache_dir={cache}", f"data.limit={limit}",
-        "data.tokenizer.vocab_size=300", "data.tokenizer.hard_vocab_limit=false", f"data.max_tokens={max_tokens}",
-        "decode.beam_size=2", "decode.max_len_a=1.0", "decode.max_len_b=5",
-        "trainer.accelerator=cpu", "trainer.deterministic=true", f"trainer.max_epochs={epochs}",
-        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", "optim.warmup_steps=10",
-        "logger=csv", "++logger.csv.flush_logs_every_n_steps=1", "test_after_fit=false",
-        f"callbacks.periodic_checkpoint.every_n_train_steps={every}",
+def run_overrides(cfg: DictConfig, out: Path, cache: Path, slow_write_s: float = 0.0) -> list[str]:
+    """Overrides of a small (debug=tiny), deterministic CPU run that checkpoints every ``cfg.every`` steps."""
+    overrides = [
+        "debug=tiny", f"model={cfg.arch}", f"hydra.run.dir={out}", f"paths.cache_dir={cache}",
+        f"paths.data_dir={cfg.data_dir}", f"data.limit={cfg.limit}", f"data.max_tokens={cfg.max_tokens}",
+        "trainer.deterministic=true", f"trainer.max_epochs={cfg.epochs}", "++logger.csv.flush_logs_every_n_steps=1",
+        "test_after_fit=false", f"callbacks.periodic_checkpoint.every_n_train_steps={cfg.every}",
     ]
-    if data_dir:
-        overrides.append(f"paths.data_dir={data_dir}")
     if slow_write_s > 0:
         overrides += ["+callbacks.slow_writes._target_=mtlab.soak.SlowCheckpointWrites",
                       f"+callbacks.slow_writes.seconds={slow_write_s}"]
@@ -318,21 +306,22 @@ def pick_trigger(rng: random.Random, resumed_from: int | None, total_steps: int,
     return Trigger("step", delay=rng.uniform(0.0, 0.25), step=rng.randint(first, last))
 
 
-def soak(workdir: Path, kills: int, *, seed: int = 0, arch: str = "transformer", limit: int = 300,
-         epochs: int = 4, every: int = 3, slow_write_s: float = 0.3, data_dir: str | None = None,
-         modes: list[str] | None = None, reference: Path | None = None, attempt_timeout: float = 600.0
-         ) -> SoakResult:
-    """Reference run (unless ``reference`` is an existing finished run of the same settings), then the killed run."""
-    workdir = Path(workdir).resolve()
+def soak(cfg: DictConfig, modes: list[str] | None = None, reference: Path | None = None) -> SoakResult:
+    """Reference run (unless ``reference`` is an existing finished run of the same settings), then the killed run.
+
+    cfg: conf/soak.yaml's settings; ``modes`` forces the kind of each kill in turn (tests).
+    """
+    workdir = Path(cfg.workdir).resolve()
+    kills, every, slow_write_s, attempt_timeout = int(cfg.kills), int(cfg.every), float(cfg.slow_write_s), float(
+        cfg.attempt_timeout_s)
     workdir.mkdir(parents=True, exist_ok=True)
     cache, run, logs = workdir / "cache", workdir / "killed", workdir / "logs"
     logs.mkdir(exist_ok=True)
-    rng = random.Random(seed)
+    rng = random.Random(int(cfg.seed))
     result = SoakResult(kills_requested=kills)
 
     def command(out: Path, ckpt_path: str | None, slow: float) -> list[str]:
-        cmd = [*TRAIN_COMMAND, *run_overrides(arch, out, cache, limit=limit, epochs=epochs,
-                                                             every=every, slow_write_s=slow, data_dir=data_dir)]
+        cmd = [*TRAIN_COMMAND, *run_overrides(cfg, out, cache, slow_write_s=slow)]
         return cmd + ([f"ckpt_path={ckpt_path}"] if ckpt_path else [])
 
     t0 = time.monotonic()
@@ -432,31 +421,16 @@ def compare(result: SoakResult, run: Path, reference: Path) -> None:
                                      {p.name for p in (reference / "checkpoints").glob("*.ckpt")})
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m mtlab.soak", description=__doc__.split("\n\n")[0])
-    p.add_argument("--kills", type=int, default=25, help="SIGKILLs to survive (default 25)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
-    p.add_argument("--workdir", type=Path, default=None, help="folder for the runs (default: a new temp folder)")
-    p.add_argument("--arch", choices=sorted(TINY_MODELS), default="transformer")
-    p.add_argument("--limit", type=int, default=300, help="sentences of each Multi30k split")
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--every", type=int, default=3, help="callbacks.periodic_checkpoint.every_n_train_steps")
-    p.add_argument("--slow-write", type=float, default=0.3, help="seconds each checkpoint write is stretched to")
-    p.add_argument("--data-dir", default=None, help="paths.data_dir (default: $MT_DATA_DIR, else data/)")
-    args = p.parse_args(argv)
-    if args.workdir is None:
-        import tempfile
-
-        args.workdir = Path(tempfile.mkdtemp(prefix="mt-soak-"))
-    print(f"[soak] working in {args.workdir}", file=sys.stderr, flush=True)
-    result = soak(args.workdir, args.kills, seed=args.seed, arch=args.arch, limit=args.limit, epochs=args.epochs,
-                  every=args.every, slow_write_s=args.slow_write, data_dir=args.data_dir)
-    summary = {"command": "python -m mtlab.soak " + " ".join(sys.argv[1:] if argv is None else argv),
-               "workdir": str(args.workdir), **asdict(result)}
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="soak")
+def main(cfg: DictConfig) -> None:
+    print(f"[soak] working in {cfg.workdir}", file=sys.stderr, flush=True)
+    result = soak(cfg)
+    summary = {"command": "python -m mtlab.soak " + " ".join(HydraConfig.get().overrides.task),
+               "settings": OmegaConf.to_container(cfg, resolve=True), **asdict(result)}
     summary["loss_mismatches"] = summary["loss_mismatches"][:20]
     print(json.dumps(summary, indent=2))
-    return 0 if result.ok else 1
+    sys.exit(0 if result.ok else 1)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

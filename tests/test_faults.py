@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from mt.checkpoint import atomic_torch_save, load_checkpoint
+from mt.config import compose
 from mt.pipeline import train
 from mtlab.soak import SlowCheckpointWrites, run_metrics, soak, temp_files
 from tests.utils import ROOT, SHARED_DATA, compose_train, tiny_overrides
@@ -95,8 +96,9 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
     print(f"kill moments seed (MT_FAULT_SEED): {seed}")
     # a kill at a random point after a random step, inside a checkpoint write, during startup (before the
     # first step: imports, data, restoring the checkpoint), again after a step and inside a write
-    result = soak(tmp_path, kills=5, seed=seed, modes=["step", "write", "startup", "step", "write"], limit=200,
-                  epochs=2, every=3, slow_write_s=0.3, data_dir=str(SHARED_DATA))
+    cfg = compose("soak", [f"seed={seed}", "kills=5", "limit=200", "epochs=2", "every=3", "slow_write_s=0.3",
+                           f"data_dir={SHARED_DATA}", f"workdir={tmp_path}"])
+    result = soak(cfg, modes=["step", "write", "startup", "step", "write"])
     info = f"seed {seed}: {result}"
     assert result.kills == 5 and result.finished, info
     assert result.kills_by_trigger == {"step": 2, "write": 2, "startup": 1}, info
