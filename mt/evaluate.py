@@ -81,7 +81,7 @@ def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compar
     if cfg.engine == "ctranslate2" and not compare:
         raise MTError("engine=ctranslate2 runs an exported CTranslate2 model: python -m mt.export ckpt=... "
                       "format=ctranslate2 out=DIR, then evaluate.py model_dir=DIR")
-    path = resolve_checkpoint(str(ckpt if ckpt is not None else cfg.run), None if compare else cfg.run)
+    path = resolve_checkpoint(str(ckpt if ckpt is not None else cfg.run), cfg.run)
     data = load_checkpoint(path)
     model, tokenizer = model_from_checkpoint(data, str(path))
     translator = Translator(model, tokenizer, cfg.decode, device=device, precision=str(cfg.precision))
