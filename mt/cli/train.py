@@ -10,6 +10,10 @@ from mt.config import CONF_DIR
 def main(cfg: DictConfig) -> float | None:
     from mt.errors import one_line_errors
     from mt.pipeline import train
+    from mt.runtime import tune_malloc
+
+    if cfg.runtime.tune_malloc:
+        tune_malloc()
 
     with one_line_errors():
         return train(cfg).best_bleu
