@@ -221,3 +221,17 @@ def test_training_logits_follow_the_train_config():
         assert len(drawn) == 3  # k in {1, 2, 3}
         validation = training_logits(model, batch, {"wait_k": 3, "wait_k_multipath": True}, sample=False)
         torch.testing.assert_close(validation, k3)
+
+
+def test_causal_encoder_cache_grows_past_its_capacity():
+    """40 one-token reads: the K/V buffers double (16 -> 32 -> 64 positions) and states stay those of a full pass."""
+    model = tiny("transformer", streaming=True)
+    src, lengths = sources([39])
+    with torch.no_grad():
+        stream = model.start_stream(1, torch.device("cpu"))
+        parts = []
+        for t in range(40):
+            new, stream = model.read(stream, src[:, t:t + 1])
+            parts.append(new.memory)
+        torch.testing.assert_close(torch.cat(parts, dim=1), model.encode(src, lengths).memory, atol=1e-5, rtol=1e-4)
+    assert int(stream["pos"]) == 40

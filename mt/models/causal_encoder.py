@@ -28,8 +28,11 @@ def _layer(layer: EncoderLayer, x: Tensor, kv: KV, mask: Tensor | None) -> Tenso
 class CausalTransformerEncoder(TransformerEncoder):
     """The Transformer encoder stack with a causal mask; incremental ``read`` with a per-layer K/V cache.
 
-    Stream state (batch-first): ``pos`` (B,) tokens read; ``k.{i}``/``v.{i}`` (B, h, s, dh) the self-attention
-    keys/values of layer i over the positions read so far.
+    Stream state (batch-first): ``pos`` (B,) tokens read; ``k.{i}``/``v.{i}`` (B, h, capacity, dh) buffers whose
+    first ``pos`` positions hold the self-attention keys/values of layer i over the tokens read so far. A buffer
+    doubles when full and new positions are written into it in place (amortised O(1) per token, instead of
+    copying the whole cache at every read), so ``read`` consumes the stream it is given: continue from the one
+    it returns.
     """
 
     streaming = True
@@ -60,14 +63,21 @@ class CausalTransformerEncoder(TransformerEncoder):
                           "(model.max_positions); end the sentence sooner or train with more positions")
         positions = stream["pos"][:, None] + torch.arange(n, device=tokens.device)  # (B, n)
         x = self.embedding(tokens, positions)  # (B, n, D)
-        past = stream[f"k.{0}"].size(2)
+        past, end = start, start + n
         # new position j may see the past and new positions up to itself
-        mask = None if n == 1 else torch.ones(n, past + n, dtype=torch.bool, device=x.device).tril(past)[None, None]
+        mask = None if n == 1 else torch.ones(n, end, dtype=torch.bool, device=x.device).tril(past)[None, None]
         new: EncoderStream = {"pos": stream["pos"] + n}
         for i, layer in enumerate(self.layers):
             kv = layer.self_attn.project_kv(layer.res_attn.input(x))  # (B, h, n, dh)
-            kv = KV(torch.cat([stream[f"k.{i}"], kv.k], dim=2), torch.cat([stream[f"v.{i}"], kv.v], dim=2))
-            new[f"k.{i}"], new[f"v.{i}"] = kv.k, kv.v  # (B, h, s + n, dh)
+            for name, part in (("k", kv.k), ("v", kv.v)):
+                buf = stream[f"{name}.{i}"]  # (B, h, capacity, dh)
+                if buf.size(2) < end:  # full: double the capacity, keep what was read
+                    grown = buf.new_zeros(buf.size(0), buf.size(1), max(2 * buf.size(2), end, 16), buf.size(3))
+                    grown[:, :, :past] = buf[:, :, :past]
+                    buf = grown
+                buf[:, :, past:end] = part
+                new[f"{name}.{i}"] = buf
+            kv = KV(new[f"k.{i}"][:, :, :end], new[f"v.{i}"][:, :, :end])  # (B, h, s + n, dh)
             x = _layer(layer, x, kv, mask)  # (B, n, D)
         memory = self.norm(x)  # (B, n, D)
         return EncoderOut(memory=memory, mask=torch.ones(tokens.shape, dtype=torch.bool, device=tokens.device)), new
