@@ -15,7 +15,16 @@ from dataclasses import asdict, dataclass
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mt.api import Batch, Seq2Seq, Tokenizer, Translator, autocast_for, decode_batch, search_config
+from mt.api import (
+    Batch,
+    DecoderState,
+    Seq2Seq,
+    Tokenizer,
+    Translator,
+    autocast_for,
+    decode_batch,
+    search_config,
+)
 from mtlab.bench.models import ModelSpec
 from mtlab.bench.system import synchronize
 
@@ -46,6 +55,7 @@ class LatencyCurve:
     family: str  # traits.family
     decoder_state: str  # traits.decoder_state: "growing" (cache) or "constant"
     ms: list[float]  # ms[i] = position i + 1
+    state_bytes: list[int]  # bytes of the decoder state after position i + 1 (each tensor counted once)
     early_ms: float  # mean over the first tenth of the positions (from position 2)
     late_ms: float  # mean over the last tenth
     growth: float  # late_ms / early_ms
@@ -114,9 +124,10 @@ def evenly_spaced(items: list, k: int) -> list:
 
 @torch.inference_mode()
 def step_latency(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, positions: int, repeats: int,
-                 device: torch.device, precision: str, variant: str | None = None) -> list[float]:
-    """Median milliseconds of ``model.step`` at positions 1..N, feeding back the argmax token."""
+                 device: torch.device, precision: str, variant: str | None = None) -> tuple[list[float], list[int]]:
+    """Median milliseconds of ``model.step`` at positions 1..N (argmax fed back), and the state's bytes."""
     times: list[list[float]] = [[] for _ in range(positions)]
+    sizes = [0] * positions
     with autocast_for(device, precision):
         for _ in range(repeats):
             state = model.init_state(model.encode(src, src_lengths), variant)
@@ -128,7 +139,16 @@ def step_latency(model: Seq2Seq, src: torch.Tensor, src_lengths: torch.Tensor, p
                 tokens = logits.argmax(-1)  # (B,)
                 synchronize(device)
                 times[i].append(time.perf_counter() - start)
-    return [round(statistics.median(t) * 1000, 4) for t in times]
+                sizes[i] = state_bytes(state)
+    return [round(statistics.median(t) * 1000, 4) for t in times], sizes
+
+
+def state_bytes(state: DecoderState) -> int:
+    """Bytes of a decoder state's tensors, each storage once (shared views are not counted twice)."""
+    seen: dict[int, int] = {}
+    for t in state.values():
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(seen.values())
 
 
 def latency_curves(preset: str, translator: Translator, sentence: str, cfg: DictConfig) -> list[LatencyCurve]:
@@ -144,14 +164,14 @@ def latency_curves(preset: str, translator: Translator, sentence: str, cfg: Dict
     curves = []
     for variant in traits.decoding_variants:
         step_latency(model, src, lengths, min(positions, 4), 1, device, translator.precision, variant)  # warm-up
-        ms = step_latency(model, src, lengths, positions, int(cfg.latency_repeats), device, translator.precision,
-                          variant)
+        ms, sizes = step_latency(model, src, lengths, positions, int(cfg.latency_repeats), device,
+                                 translator.precision, variant)
         tenth = max(1, positions // 10)
         early = ms[1:1 + tenth] or ms[:1]
         late = ms[-tenth:]
         early_ms, late_ms = sum(early) / len(early), sum(late) / len(late)
         name = preset if len(traits.decoding_variants) == 1 else f"{preset} {variant}"
-        curves.append(LatencyCurve(name, preset, variant, traits.family, traits.decoder_state, ms, round(early_ms, 4), round(late_ms, 4),
+        curves.append(LatencyCurve(name, preset, variant, traits.family, traits.decoder_state, ms, sizes, round(early_ms, 4), round(late_ms, 4),
                                    round(late_ms / early_ms, 3)))
     return curves
 

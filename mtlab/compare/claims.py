@@ -113,10 +113,98 @@ def claim_latency(bench: dict, roles: dict, c: DictConfig) -> dict:
     return _verdict(5, claim, ok, evidence)
 
 
+def _by_family(runs: dict[str, dict], family: str) -> str | None:
+    found = [p for p, s in runs.items() if s.get("family") == family]
+    return found[0] if len(found) == 1 else None
+
+
+def _best_bleu(run: dict) -> float | None:
+    return max((s["bleu"] for s in run["test"].values()), default=None) if run["test"] else None
+
+
+def claim_linear_memory(bench: dict, linear: str, transformer: str, c: DictConfig) -> dict:
+    claim = ("Linear attention makes training memory grow ~linearly with sequence length, with a smaller constant "
+             "than softmax attention with an explicit attention matrix")
+    curves = {c_["name"]: c_ for c_ in bench.get("memory", {}).get("curves", [])}
+    lin = curves.get(f"{linear} sdpa") or curves.get(linear)
+    exp_ = curves.get(f"{transformer} math")
+    if not (lin and exp_) or lin["exponent"] is None:
+        return _verdict(6, claim, None, "memory curves of the linear Transformer or the explicit-matrix Transformer "
+                        "missing")
+    both = {p["length"]: p["bytes"] for p in lin["points"] if p["bytes"]}
+    common = [p["length"] for p in exp_["points"] if p["bytes"] and p["length"] in both]
+    if not common:
+        return _verdict(6, claim, None, "no length measured for both curves")
+    n = max(common)
+    b_lin, b_exp = both[n], next(p["bytes"] for p in exp_["points"] if p["length"] == n)
+    top = max(both)
+    ok = lin["exponent"] <= float(c.linear_max_exponent) and b_lin < b_exp
+    return _verdict(6, claim, ok, f"growth exponent of {lin['name']} {lin['exponent']:.2f} (<= "
+                    f"{float(c.linear_max_exponent):g} wanted) up to {top} tokens ({both[top] / 2**20:,.0f} MiB); at "
+                    f"{n} tokens {b_lin / 2**20:,.0f} MiB vs {b_exp / 2**20:,.0f} MiB for softmax with an explicit "
+                    f"matrix; {lin['metric']}")
+
+
+def claim_constant_state(bench: dict, runs: dict[str, dict], c: DictConfig) -> dict:
+    claim = ("Models that declare a constant decoder state (LSTM, linear Transformer, hybrid) decode with flat "
+             "per-token latency and state memory, while the cached Transformer's state grows with position")
+    curves = bench.get("decoding", {}).get("latency", [])
+    const = [x for x in curves if x["decoder_state"] == "constant"]
+    growing = [x for x in curves if x["decoder_state"] == "growing" and x["variant"] == "cached"]
+    if not const or not growing or not all(x.get("state_bytes") for x in const + growing):
+        return _verdict(7, claim, None, "latency curves with state sizes missing")
+    limit = float(c.constant_latency_max_growth)
+    flat = all(x["growth"] <= limit and x["state_bytes"][-1] == x["state_bytes"][0] for x in const)
+    grows = all(x["state_bytes"][-1] > x["state_bytes"][0] for x in growing)
+    n = len(const[0]["ms"])
+    parts = [f"{x['name']}: latency {x['growth']:.2f}x, state {x['state_bytes'][0] / 1024:,.0f} -> "
+             f"{x['state_bytes'][-1] / 1024:,.0f} KiB" for x in const + growing]
+    return _verdict(7, claim, flat and grows, f"last tenth over first tenth of positions 1..{n} (<= {limit:g} "
+                    f"wanted for constant-state models): " + "; ".join(parts))
+
+
+def claim_hybrid(runs: dict[str, dict], c: DictConfig) -> dict:
+    claim = ("The hybrid (Transformer encoder, LSTM decoder; Chen et al. 2018) reaches the highest test BLEU of the "
+             "matched models")
+    hybrid = _by_family(runs, "hybrid")
+    scores = {p: _best_bleu(s) for p, s in runs.items()}
+    if hybrid is None or None in scores.values():
+        return _verdict(8, claim, None, "a hybrid run or test scores missing")
+    sizes = [s["params"] for s in runs.values()]
+    gap = (max(sizes) - min(sizes)) / max(sizes)
+    ok = all(scores[hybrid] > v for p, v in scores.items() if p != hybrid) and gap <= float(c.param_tolerance)
+    listed = ", ".join(f"{p} {v:.2f}" for p, v in sorted(scores.items(), key=lambda kv: -kv[1]))
+    return _verdict(8, claim, ok, f"test BLEU {listed}; parameter counts {gap:.1%} apart at most")
+
+
+def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: str, c: DictConfig) -> dict:
+    gap_max = float(c.linear_bleu_gap)
+    claim = f"Linear attention costs at most {gap_max:g} BLEU against softmax attention at matched size"
+    if linear is None or _best_bleu(runs[linear]) is None or _best_bleu(runs[transformer]) is None:
+        return _verdict(9, claim, None, "a linear-Transformer run or test scores missing")
+    sets = sorted(set(runs[linear]["test"]) & set(runs[transformer]["test"]))
+    gaps = {s: runs[transformer]["test"][s]["bleu"] - runs[linear]["test"][s]["bleu"] for s in sets}
+    evidence = "; ".join(f"{s}: {runs[linear]['test'][s]['bleu']:.2f} vs {runs[transformer]['test'][s]['bleu']:.2f}"
+                         for s in sets)
+    return _verdict(9, claim, bool(sets) and all(g <= gap_max for g in gaps.values()),
+                    f"test BLEU linear vs softmax Transformer: {evidence}")
+
+
 def verdicts(runs: dict[str, dict], roles: dict[str, str], bench: dict, c: DictConfig) -> list[dict]:
-    """The five claims, in order; empty without one Transformer and one recurrent model."""
+    """The claims, in order: 1-5 LSTM vs Transformer, 6-9 the linear and hybrid variants (when they ran);
+    empty without one Transformer and one recurrent model."""
     if not roles:
         return []
     t, r = runs[roles["transformer"]], runs[roles["recurrent"]]
-    return [claim_bleu(t, r, float(c.param_tolerance)), claim_time_to_bleu(t, r), claim_tokens_per_second(t, r),
-            claim_memory(bench, roles, c), claim_latency(bench, roles, c)]
+    out = [claim_bleu(t, r, float(c.param_tolerance)), claim_time_to_bleu(t, r), claim_tokens_per_second(t, r),
+           claim_memory(bench, roles, c), claim_latency(bench, roles, c)]
+    linear = _by_family(runs, "linear_transformer")
+    if linear is not None:
+        out += [claim_linear_memory(bench, linear, roles["transformer"], c)]
+    if linear is not None or _by_family(runs, "hybrid") is not None:
+        out += [claim_constant_state(bench, runs, c)]
+    if _by_family(runs, "hybrid") is not None:
+        out += [claim_hybrid(runs, c)]
+    if linear is not None:
+        out += [claim_linear_bleu(runs, linear, roles["transformer"], c)]
+    return out
