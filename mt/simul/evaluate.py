@@ -58,3 +58,15 @@ def translate_simul(translator: Translator, sources: list[str], k: int,
         src_words.append(total)
     word = corpus_latency(word_delays, src_words, ref_words, unit="word")
     return SimulResult(texts, done, subword, word)
+
+
+def format_latency(result: SimulResult, k: int) -> str:
+    """Two report lines: AL/LAAL/DAL in source subwords and in source words."""
+    lines = []
+    for lat in (result.subword, result.word):
+        if lat.al is None:
+            lines.append(f"wait-{k} latency ({lat.unit}s): n/a (no sentence with source and output)")
+        else:
+            lines.append(f"wait-{k} latency (source {lat.unit}s): AL {lat.al:.2f} LAAL {lat.laal:.2f} DAL {lat.dal:.2f} "
+                         f"({lat.n_scored} sentences, {lat.n_skipped} skipped)")
+    return "\n".join(lines)
