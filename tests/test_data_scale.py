@@ -1,4 +1,4 @@
-"""Bounded memory at scale: shard-wise passes, sharded cache files, compact samplers, the bench's data section."""
+"""Bounded memory at scale: passes by plain reads, sharded cache files, compact samplers, the bench's data section."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from datasets import Dataset
 
 from mt.data import TokenBudgetBatchSampler
+from mt.data.arrowfiles import RECORD_BATCH_ROWS, batched_rows, iter_column, iter_shards, write_batches
 from mt.data.sampler import pack, pack_sorted
-from mt.data.shards import fresh, iter_column, read_columns, shard_bounds
 from mtlab.bench.data_scale import build_corpus, measure_data_scale, rows
 
 TINY_TOKENIZER = ["data.tokenizer.vocab_size=100", "data.tokenizer.hard_vocab_limit=false"]
@@ -25,33 +26,36 @@ def rss_file_mb() -> float:
 
 
 @pytest.fixture(scope="module")
-def mapped(tmp_path_factory) -> Dataset:
-    """A memory-mapped dataset of ~50 MB (200k rows of 250 characters)."""
-    folder = tmp_path_factory.mktemp("mapped")
-    text = [f"{i:08d} " + "x" * 240 for i in range(200_000)]
-    ds = Dataset.from_dict({"text": text, "n": np.arange(200_000, dtype=np.int32)})
-    return ds.map(lambda b: b, batched=True, cache_file_name=str(folder / "rows.arrow"))
+def raw_file(tmp_path_factory) -> Path:
+    """A raw split file of ~50 MB (200k rows, 250 characters a side)."""
+    out = tmp_path_factory.mktemp("raw") / "rows.arrow"
+    rows = ({"id": i, "src": f"{i:08d} " + "x" * 240, "tgt": "y" * 250, "ctrl": 0} for i in range(200_000))
+    assert write_batches(batched_rows(rows), out) == 200_000
+    return out
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="needs Linux /proc")
-def test_shard_wise_pass_keeps_mapped_pages_bounded(mapped):
+def test_passes_read_without_mapping(raw_file):
     before = rss_file_mb()
-    n = sum(len(batch) for batch in iter_column(mapped, "text", size=10_000))
-    shard_wise = rss_file_mb() - before
-    assert n == 200_000
-    whole = fresh(mapped)  # the same pass through one mapping keeps every page it read resident
+    assert sum(len(batch) for batch in iter_column(raw_file, "src")) == 200_000
+    read = rss_file_mb() - before
+    mapped = Dataset.from_file(str(raw_file))  # the same pass through a memory map keeps its pages resident
     before = rss_file_mb()
-    m = sum(len(batch["text"]) for batch in whole.select_columns(["text"]).iter(batch_size=10_000))
-    one_map = rss_file_mb() - before
-    assert m == 200_000
-    print(f"\nresident file pages after a 50 MB pass: shard-wise {shard_wise:.1f} MB, one mapping {one_map:.1f} MB")
-    assert one_map > 25 and shard_wise < 10
+    assert sum(len(b["src"]) for b in mapped.select_columns(["src"]).iter(batch_size=10_000)) == 200_000
+    through_map = rss_file_mb() - before
+    print(f"\nresident file pages after a 50 MB pass: plain reads {read:.1f} MB, memory map {through_map:.1f} MB")
+    assert through_map > 20 and read < 5
 
 
-def test_read_columns_keeps_the_stored_dtype_and_order(mapped):
-    cols = read_columns(mapped, ["n"], size=30_001)
-    assert cols["n"].dtype == np.int32 and (cols["n"] == np.arange(200_000)).all()
-    assert shard_bounds(0, 5) == [(0, 0)] and shard_bounds(7, 3) == [(0, 3), (3, 6), (6, 7)]
+def test_shards_cut_exactly_and_keep_the_order(raw_file, tmp_path):
+    cuts = [(a, b, t.num_rows) for a, b, t in iter_shards(raw_file, 65_536)]
+    assert cuts == [(0, 65_536, 65_536), (65_536, 131_072, 65_536), (131_072, 196_608, 65_536),
+                    (196_608, 200_000, 3392)]
+    ids = [i for _, _, t in iter_shards(raw_file, 30_001) for i in t.column("id").to_pylist()]
+    assert ids == list(range(200_000))
+    empty = tmp_path / "empty.arrow"
+    assert write_batches(iter([]), empty) == 0
+    assert [(a, b, t.num_rows) for a, b, t in iter_shards(empty, 10)] == [(0, 0, 0)]
 
 
 def test_sampler_holds_a_few_bytes_per_pair():
@@ -88,13 +92,24 @@ def test_sharded_cache_gives_the_same_rows_and_counts(compose_cfg, shared_data_d
     many = TranslationDataModule(
         text_cfg(compose_cfg, corpus, tmp_path / "b", "data.shard_size=97").data, _paths(tmp_path / "b")
     )
-    assert len(json.loads((many.data.folder / "meta.json").read_text())["files"]["train"]) == 8
+    meta = json.loads((many.data.folder / "meta.json").read_text())
+    assert len(meta["files"]["train"]) == 8
+    first = json.loads((one.data.folder / "meta.json").read_text())["files"]["train"][0]
+    with pa.OSFile(str(one.data.folder / first)) as f:  # big record batches: few headers to map when opened
+        assert next(iter(pa.ipc.open_stream(f))).num_rows == min(700, RECORD_BATCH_ROWS)
     assert one.stats()["splits"] == many.stats()["splits"]
     assert one.stats()["padding_fraction"] == many.stats()["padding_fraction"]
     cols = ["id", "src", "tgt", "src_text"]
     for split in ("train", "validation", "test"):
         assert one.data.splits[split].select_columns(cols)[:] == many.data.splits[split].select_columns(cols)[:]
     assert one.train_sampler().batches(1) == many.train_sampler().batches(1)
+    procs = TranslationDataModule(  # each shard tokenized by 2 processes: files of both, in row order
+        text_cfg(compose_cfg, corpus, tmp_path / "p", "data.shard_size=350", "data.num_proc=2").data,
+        _paths(tmp_path / "p"),
+    )
+    assert len(json.loads((procs.data.folder / "meta.json").read_text())["files"]["train"]) == 4
+    assert procs.stats()["splits"] == one.stats()["splits"]
+    assert procs.data.splits["train"].select_columns(cols)[:] == one.data.splits["train"].select_columns(cols)[:]
     again = TranslationDataModule(  # reloaded from the sharded cache
         text_cfg(compose_cfg, corpus, tmp_path / "b", "data.shard_size=97").data, _paths(tmp_path / "b")
     )

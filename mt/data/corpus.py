@@ -2,20 +2,21 @@
 
 Sources (``data.source``): ``multi30k`` and ``text`` read line-aligned files ``{dir}/{stem}.{lang}[.gz]``
 (multi30k downloads missing files from ``{data.url}/{file}``); ``hf`` reads a Hugging Face dataset in
-translation format (see :mod:`mt.data.hf`). Every split comes out with the columns ``id`` (line index in
-the split), ``src``, ``tgt`` (cleaned text, see :mod:`mt.data.textfiles`) and ``ctrl`` (control characters
-replaced in the pair). Split names are ``train``, ``validation`` and the test set names of
+translation format (see :mod:`mt.data.hf`). Every split comes out as an Arrow stream file under
+``{cache_dir}/raw/`` with the columns ``id`` (line index in the split), ``src``, ``tgt`` (cleaned text, see
+:mod:`mt.data.textfiles`) and ``ctrl`` (control characters replaced in the pair), written batch by batch and
+reused while its identity holds. Split names are ``train``, ``validation`` and the test set names of
 ``data.splits.test``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 from typing import Protocol
 
-from datasets import Dataset
-from datasets.exceptions import DatasetGenerationError
-
+from mt.data.arrowfiles import batched_rows, write_batches
 from mt.data.config import DataConfig
 from mt.data.download import ensure_files
 from mt.data.errors import DataError
@@ -30,8 +31,8 @@ class Corpus(Protocol):
         """JSON-able description of what the split's content depends on (cheap: no full read)."""
         ...
 
-    def load(self, split: str) -> Dataset:
-        """The split's rows ``{"id", "src", "tgt", "ctrl"}``."""
+    def load(self, split: str) -> Path:
+        """An Arrow stream file of the split's rows ``{"id", "src", "tgt", "ctrl"}``."""
         ...
 
 
@@ -110,19 +111,13 @@ class TextCorpus:
             files[lang] = [str(path.resolve()), st.st_size, st.st_mtime_ns]
         return {"files": files, "limit": self.limit}
 
-    def load(self, split: str) -> Dataset:
+    def load(self, split: str) -> Path:
         paths = self.paths(split)
-        kwargs = {
-            "src_path": str(paths[self.src]),
-            "tgt_path": str(paths[self.tgt]),
-            "limit": self.limit,
-            "identity": self.identity(split),
-        }
-        try:
-            return Dataset.from_generator(
-                read_parallel, gen_kwargs=kwargs, cache_dir=str(self.cache_dir / "datasets")
-            )
-        except DatasetGenerationError as e:  # datasets wraps errors raised inside the generator
-            if isinstance(e.__cause__, DataError):
-                raise e.__cause__ from None
-            raise
+        identity = self.identity(split)
+        key = json.dumps({"identity": identity, "src": self.src, "tgt": self.tgt}, sort_keys=True)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+        out = self.cache_dir / "raw" / f"text-{split}-{self.src}-{self.tgt}-{digest}.arrow"
+        if not out.is_file():
+            rows = read_parallel(str(paths[self.src]), str(paths[self.tgt]), self.limit)
+            write_batches(batched_rows(rows), out)
+        return out

@@ -2,20 +2,23 @@
 
 Every row of a split is written (``datasets.map``, batched, optionally with ``num_proc`` processes) with its
 ids, lengths, text and a ``drop`` code; the training pairs that fail the filters are skipped later through an
-index, so what was dropped and why stays countable. Each shard of ``data.shard_size`` rows is its own Arrow file,
-read from a fresh memory map (see :mod:`mt.data.shards`).
+index, so what was dropped and why stays countable. The raw split is read shard by shard (``data.shard_size``
+rows, plain reads, see :mod:`mt.data.arrowfiles`) and each shard becomes its own tokenized Arrow file; only the
+numeric columns of each shard are kept in memory (a few bytes per row).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from datasets import Dataset, Features, List, Value
 
 from mt.batch import EOS_ID
+from mt.data.arrowfiles import RECORD_BATCH_ROWS, iter_column, iter_shards
 from mt.data.config import DataConfig
-from mt.data.shards import iter_column, shards
 from mt.tokenizer import Tokenizer
 
 DROP_REASONS = ("empty", "too_long", "ratio")  # drop codes 1, 2, 3 (0 = kept)
@@ -34,17 +37,28 @@ FEATURES = Features(
 )
 
 
+@dataclass
+class TokenizedSplit:
+    """What tokenizing a split produced: its files (in row order) and per-row numeric columns."""
+
+    files: list[str]  # file names in the tokenized cache folder
+    n_src: np.ndarray  # (N,) int32 subwords, specials excluded
+    n_tgt: np.ndarray  # (N,) int32
+    drop: np.ndarray  # (N,) int8 DROP_REASONS code, 0 = kept
+    control_chars: int  # control characters replaced while reading
+
+
 def tokenize_split(
-    raw: Dataset, name: str, tokenizer: Tokenizer, cfg: DataConfig, folder: Path, key: str
-) -> list[str]:
-    """Write every row of ``raw`` tokenized into ``folder``; returns the file names, in row order.
+    raw: Path, name: str, tokenizer: Tokenizer, cfg: DataConfig, folder: Path, key: str
+) -> TokenizedSplit:
+    """Write every row of the raw split file tokenized into ``folder``, one file per shard.
 
     A shard file that is already there (an interrupted preparation of the same cache key) is reused.
     """
     train = name == "train"
-    files = []
-    for start, end, part in shards(raw, cfg.shard_size):
-        out = part.map(
+    files, columns, ctrl = [], {"n_src": [], "n_tgt": [], "drop": []}, 0
+    for start, end, table in iter_shards(raw, cfg.shard_size):
+        out = Dataset(table).map(
             encode_batch,
             batched=True,
             batch_size=1000,
@@ -53,16 +67,22 @@ def tokenize_split(
                 "max_len": cfg.max_len if train else None,
                 "max_len_ratio": cfg.max_len_ratio,
             },
-            remove_columns=part.column_names,
+            remove_columns=table.column_names,
             features=FEATURES,
             cache_file_name=str(folder / f"{name}.{start:010d}-{end:010d}.tok.arrow"),
+            writer_batch_size=RECORD_BATCH_ROWS,
             new_fingerprint=f"{key}-{name}-{start}-{end}-tok",
             num_proc=cfg.num_proc if cfg.num_proc > 1 and end - start > 1 else None,
             desc=f"tokenizing {name} [{start:,}, {end:,})",
         )
         files += [Path(f["filename"]).name for f in out.cache_files]
-        del part, out
-    return files
+        numbers = out.select_columns(["n_src", "n_tgt", "drop", "ctrl"]).with_format("arrow")[:]
+        for column, values in columns.items():
+            values.append(numbers[column].to_numpy())
+        ctrl += int(numbers["ctrl"].to_numpy().sum(dtype=np.int64))
+        del table, out, numbers  # unmap this shard's file before the next one
+    n_src, n_tgt, drop = (np.concatenate(columns[c]) for c in ("n_src", "n_tgt", "drop"))
+    return TokenizedSplit(files, n_src, n_tgt, drop, ctrl)
 
 
 def encode_batch(batch: dict, tokenizer: Tokenizer, max_len: int | None, max_len_ratio: float) -> dict:
@@ -92,12 +112,11 @@ def encode_batch(batch: dict, tokenizer: Tokenizer, max_len: int | None, max_len
     }
 
 
-def training_sentences(train: Dataset, src: str, tgt: str, shard_size: int) -> Iterator[str]:
-    """Both sides of the training split, languages in sorted order (en-de and de-en share one model).
+def training_sentences(train: Path, src: str, tgt: str) -> Iterator[str]:
+    """Both sides of the raw training split, languages in sorted order (en-de and de-en share one model).
 
-    Streamed shard by shard: sentencepiece keeps only its ``input_sentence_size`` sample (reservoir sampling).
+    Streamed batch by batch: sentencepiece keeps only its ``input_sentence_size`` sample (reservoir sampling).
     """
     for lang in sorted([src, tgt]):
-        column = "src" if lang == src else "tgt"
-        for batch in iter_column(train, column, shard_size):
+        for batch in iter_column(train, "src" if lang == src else "tgt"):
             yield from (s for s in batch if s.strip())

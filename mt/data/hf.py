@@ -16,21 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import datasets
-from datasets import Dataset, DatasetDict, Features, IterableDataset, IterableDatasetDict, Translation, Value
-from datasets.arrow_writer import ArrowWriter
+from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, Translation
 
+from mt.data.arrowfiles import RECORD_BATCH_ROWS, write_batches
 from mt.data.errors import DataError
 from mt.data.textfiles import clean_line
 
 log = logging.getLogger(__name__)
 
 _FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-_RAW_FEATURES = Features({"id": Value("int64"), "src": Value("string"), "tgt": Value("string"), "ctrl": Value("int64")})
-_STREAM_BATCH = 10_000
 
 
 class HFCorpus:
@@ -77,8 +75,9 @@ class HFCorpus:
             "limit": self.limit,
         }
 
-    def load(self, split: str) -> Dataset:
-        """Rows ``{"id", "src", "tgt", "ctrl"}`` of a split (first ``limit`` rows), cached under cache_dir."""
+    def load(self, split: str) -> Path:
+        """Arrow file of the rows ``{"id", "src", "tgt", "ctrl"}`` of a split (first ``limit`` rows), cached
+        under cache_dir."""
         ds = self._split(split)
         key = {"identity": self.identity(split), "src": self.src, "tgt": self.tgt}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
@@ -88,45 +87,45 @@ class HFCorpus:
             return self._write_stream(ds, split, out)
         if self.limit is not None:
             ds = ds.select(range(min(self.limit, ds.num_rows)))
-        return ds.map(
+        ds.map(
             _from_translation,
             batched=True,
             with_indices=True,
             fn_kwargs={"src": self.src, "tgt": self.tgt},
             remove_columns=ds.column_names,
             cache_file_name=str(out),
+            writer_batch_size=RECORD_BATCH_ROWS,
             new_fingerprint=digest,
             desc=f"reading {split}",
         )
+        return out
 
     # -- internals ----------------------------------------------------------------------------------------
-    def _write_stream(self, ds: IterableDataset, split: str, out: Path) -> Dataset:
+    def _write_stream(self, ds: IterableDataset, split: str, out: Path) -> Path:
         """Read a streamed split once into ``out`` (rows id/src/tgt/ctrl), batch by batch; reused when there."""
-        if not out.is_file():
-            if self.limit is not None:
-                ds = ds.take(self.limit)
-            log.info("streaming %s split %s into %s", self.path, self.split_names[split], out)
-            tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
-            try:
-                with ArrowWriter(features=_RAW_FEATURES, path=str(tmp), writer_batch_size=_STREAM_BATCH) as writer:
-                    n = 0
-                    for batch in ds.iter(batch_size=_STREAM_BATCH):
-                        size = len(batch["translation"])
-                        writer.write_batch(_from_translation(batch, list(range(n, n + size)), self.src, self.tgt))
-                        n += size
-                    writer.finalize()
-                os.replace(tmp, out)
-            except DataError:
-                raise
-            except Exception as e:  # network and format errors surface while iterating a stream
-                msg = " ".join(str(e).split())[:300]
-                raise DataError(
-                    f"could not stream {self.path!r} split {self.split_names[split]!r}: {type(e).__name__}: {msg}; "
-                    "check data.path / data.config and the connection, or set data.streaming=false"
-                ) from None
-            finally:
-                tmp.unlink(missing_ok=True)
-        return Dataset.from_file(str(out))
+        if out.is_file():
+            return out
+        if self.limit is not None:
+            ds = ds.take(self.limit)
+        log.info("streaming %s split %s into %s", self.path, self.split_names[split], out)
+        try:
+            write_batches(self._stream_batches(ds), out)
+        except DataError:
+            raise
+        except Exception as e:  # network and format errors surface while iterating a stream
+            msg = " ".join(str(e).split())[:300]
+            raise DataError(
+                f"could not stream {self.path!r} split {self.split_names[split]!r}: {type(e).__name__}: {msg}; "
+                "check data.path / data.config and the connection, or set data.streaming=false"
+            ) from None
+        return out
+
+    def _stream_batches(self, ds: IterableDataset) -> Iterator[dict[str, list]]:
+        n = 0
+        for batch in ds.iter(batch_size=RECORD_BATCH_ROWS):
+            size = len(batch["translation"])
+            yield _from_translation(batch, list(range(n, n + size)), self.src, self.tgt)
+            n += size
 
     def _split(self, split: str) -> Dataset | IterableDataset:
         dd = self._load()

@@ -9,13 +9,15 @@ Cache layout (``paths.cache_dir``)::
         <split>.<start>-<end>.tok.arrow every row of the split, tokenized, one file per shard of data.shard_size
                                         rows (see mt.data.encode); the training rows that fail the filters are
                                         skipped through an index
+        <split>.lengths.npz             per row: subwords of each side and the drop code (numpy)
         meta.json                       files + statistics; written last, so its presence means "complete"
 
 A second preparation of the same data only stats the input files, loads the tokenizer, memory-maps the arrow
-files and reads their length columns: nothing is read or tokenized again.
+files (untouched until rows are drawn) and loads the length arrays: nothing is read or tokenized again.
 
-Memory stays bounded whatever the corpus size: every pass streams shard by shard (:mod:`mt.data.shards`),
-the tokenizer trains on a bounded sample, and what is kept per sentence is a few bytes of lengths (numpy).
+Memory stays bounded whatever the corpus size: every pass streams batch by batch or shard by shard
+(:mod:`mt.data.arrowfiles`), the tokenizer trains on a bounded sample, and what is kept per sentence is a few
+bytes of lengths (numpy).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from mt.data.corpus import open_corpus, split_names
 from mt.data.encode import DROP_REASONS, tokenize_split, training_sentences
 from mt.data.errors import DataError
 from mt.data.sampler import compact
-from mt.data.shards import read_columns
+from mt.textio import atomic_open
 from mt.tokenizer import Tokenizer, TokenizerError, atomic_write, load_or_train
 
 log = logging.getLogger(__name__)
@@ -84,9 +86,9 @@ def prepare(cfg: DataConfig, cache_dir: Path, tokenizer: Tokenizer | None = None
     corpus = open_corpus(cfg, cache_dir)
     names = list(split_names(cfg))
     identities = {name: corpus.identity(name) for name in names}
-    raw: dict[str, Dataset] = {}
+    raw: dict[str, Path] = {}
 
-    def raw_split(name: str) -> Dataset:
+    def raw_split(name: str) -> Path:
         if name not in raw:
             raw[name] = corpus.load(name)
         return raw[name]
@@ -103,7 +105,7 @@ def prepare(cfg: DataConfig, cache_dir: Path, tokenizer: Tokenizer | None = None
         tok_key = _digest({"corpus": identities["train"], "settings": model_settings, "version": FORMAT_VERSION})
         tokenizer = load_or_train(
             cache_dir / "tokenizer" / tok_key,
-            lambda: training_sentences(raw_split("train"), cfg.src, cfg.tgt, cfg.shard_size),
+            lambda: training_sentences(raw_split("train"), cfg.src, cfg.tgt),
             settings,
             about={"source": cfg.source, "name": cfg.name, "train": identities["train"]},
         )
@@ -125,22 +127,27 @@ def prepare(cfg: DataConfig, cache_dir: Path, tokenizer: Tokenizer | None = None
         stats = {name: _stats_from_meta(meta["stats"][name]) for name in names}
         splits, lengths = {}, {}
         for name in names:
-            splits[name], lengths[name], _ = _open_split(folder, meta["files"][name], name, cfg.shard_size,
-                                                         count_ctrl=False)
+            with np.load(folder / meta["lengths"][name]) as saved:
+                n_src, n_tgt, drop = saved["n_src"], saved["n_tgt"], saved["drop"]
+            splits[name], lengths[name] = _open_split(folder, meta["files"][name], n_src, n_tgt, drop)
         return Prepared(tokenizer, splits, stats, folder, lengths)
 
     log.info("data: tokenizing %s %s into %s", cfg.name, cfg.pair, folder)
     folder.mkdir(parents=True, exist_ok=True)
-    files, splits, lengths, stats = {}, {}, {}, {}
+    files, saved, splits, lengths, stats = {}, {}, {}, {}, {}
     for name in names:
-        files[name] = tokenize_split(raw_split(name), name, tokenizer, cfg, folder, key)
-        raw.pop(name, None)  # unmap the raw split
-        splits[name], lengths[name], stats[name] = _open_split(folder, files[name], name, cfg.shard_size,
-                                                               count_ctrl=True)
+        done = tokenize_split(raw_split(name), name, tokenizer, cfg, folder, key)
+        files[name], saved[name] = done.files, f"{name}.lengths.npz"
+        n_src, n_tgt = compact(done.n_src), compact(done.n_tgt)
+        with atomic_open(folder / saved[name], "wb") as f:
+            np.savez(f, n_src=n_src, n_tgt=n_tgt, drop=done.drop)
+        stats[name] = _split_stats(name, n_src, n_tgt, done.drop, done.control_chars)
         _log_stats(name, stats[name], cfg)
+        splits[name], lengths[name] = _open_split(folder, files[name], n_src, n_tgt, done.drop)
     meta = {
         "version": FORMAT_VERSION,
         "files": files,
+        "lengths": saved,
         "stats": {n: asdict(s) for n, s in stats.items()},
         "tokenizer": {"path": str(tokenizer.path), "sha256": tokenizer.sha256},
         "splits": identities,
@@ -163,35 +170,35 @@ def _given_tokenizer(path: str) -> Tokenizer:
     return tokenizer
 
 
-def _open_split(
-    folder: Path, files: list[str], name: str, shard_size: int, count_ctrl: bool
-) -> tuple[Dataset, SplitLengths, SplitStats]:
-    """The split's rows (train: the kept ones, through an index), their lengths and counts.
-
-    Only the numeric columns are read (shard by shard); the rows stay memory-mapped, untouched.
-    :param count_ctrl: also read the control-character counts (else ``control_chars`` is 0).
-    """
-    parts = [Dataset.from_file(str(folder / f)) for f in files]
-    full = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
-    cols = read_columns(full, ["n_src", "n_tgt", "drop", *(["ctrl"] if count_ctrl else [])], shard_size)
-    n_src, n_tgt, drop = cols["n_src"], cols["n_tgt"], cols["drop"]
+def _split_stats(name: str, n_src: np.ndarray, n_tgt: np.ndarray, drop: np.ndarray, ctrl: int) -> SplitStats:
     kept = drop == 0
     stats = SplitStats(
-        sentences=len(full),
+        sentences=len(drop),
         kept=int(kept.sum()),
         src_tokens=int(n_src.sum(dtype=np.int64, where=kept)),
         tgt_tokens=int(n_tgt.sum(dtype=np.int64, where=kept)),
-        control_chars=int(cols["ctrl"].sum(dtype=np.int64)) if count_ctrl else 0,
+        control_chars=ctrl,
     )
     if name == "train":
         counts = np.bincount(drop, minlength=len(DROP_REASONS) + 1)
         stats.dropped = {reason: int(counts[i + 1]) for i, reason in enumerate(DROP_REASONS)}
-        if not kept.all():
-            full = full.select(np.flatnonzero(kept), keep_in_memory=True)  # an index over the same files
-            n_src, n_tgt = n_src[kept], n_tgt[kept]
     else:
         stats.empty_kept = int(((n_src == 0) | (n_tgt == 0)).sum())
-    return full, SplitLengths(src=compact(n_src + 1), tgt=compact(n_tgt + 1)), stats
+    return stats
+
+
+def _open_split(
+    folder: Path, files: list[str], n_src: np.ndarray, n_tgt: np.ndarray, drop: np.ndarray
+) -> tuple[Dataset, SplitLengths]:
+    """The split's rows, memory-mapped and untouched (only the kept ones: an index over the same files when
+    rows were dropped), and their tensor lengths."""
+    parts = [Dataset.from_file(str(folder / f)) for f in files]
+    rows = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+    kept = drop == 0
+    if not kept.all():
+        rows = rows.select(np.flatnonzero(kept), keep_in_memory=True)
+        n_src, n_tgt = n_src[kept], n_tgt[kept]
+    return rows, SplitLengths(src=compact(n_src.astype(np.int32) + 1), tgt=compact(n_tgt.astype(np.int32) + 1))
 
 
 def _log_stats(name: str, stats: SplitStats, cfg: DataConfig) -> None:
@@ -214,9 +221,11 @@ def _read_meta(folder: Path, names: list[str]) -> dict | None:
     if not meta_file.is_file():
         return None
     meta = json.loads(meta_file.read_text())
-    files = meta.get("files", {})
+    files, lengths = meta.get("files", {}), meta.get("lengths", {})  # no lengths: an older layout, redo
     if meta.get("version") != FORMAT_VERSION or any(
-        name not in files or not all((folder / f).is_file() for f in files[name]) for name in names
+        name not in files or name not in lengths or not (folder / lengths[name]).is_file()
+        or not all((folder / f).is_file() for f in files[name])
+        for name in names
     ):
         return None
     return meta

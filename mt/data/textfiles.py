@@ -96,13 +96,11 @@ def count_lines(path: Path) -> int:
     return n + (last != b"\n")
 
 
-def read_parallel(src_path: str, tgt_path: str, limit: int | None, identity: object = None) -> Iterator[dict]:
+def read_parallel(src_path: str, tgt_path: str, limit: int | None) -> Iterator[dict]:
     """Rows ``{"id", "src", "tgt", "ctrl"}`` of two line-aligned files (``ctrl``: control chars replaced).
 
     With a ``limit`` only the first ``limit`` lines of each file are read, so a line-count difference beyond
     them goes unnoticed (limit is for debugging and tests).
-
-    :param identity: unused; part of the arguments so that ``datasets`` fingerprints the file version.
     """
     src, tgt = Path(src_path), Path(tgt_path)
     for i, (s, t) in enumerate(zip_longest(read_lines(src, limit), read_lines(tgt, limit))):
