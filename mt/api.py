@@ -17,15 +17,18 @@ from mt.module import EvalReferences, TranslationModule
 from mt.pipeline import TrainResult, build_module, train
 from mt.runlogs import csv_versions, metric_rows
 from mt.search import SearchConfig, search
+from mt.simul import CorpusLatency, corpus_latency, wait_k_visibility
+from mt.simul.evaluate import SimulResult, translate_simul
 from mt.textio import atomic_write_text
 from mt.tokenizer import Tokenizer
 from mt.translate import Translator, decode_batch, model_from_checkpoint, search_config
 
 __all__ = [
-    "BOS_ID", "CONF_DIR", "EOS_ID", "LIGHTNING", "PAD_ID", "UNK_ID", "Batch", "CheckpointError", "DecoderState",
-    "EncoderOut", "EvalReferences", "MTError", "ModelTraits", "Score", "SearchConfig", "Seq2Seq", "Tokenizer",
-    "TrainResult", "TranslationDataModule", "TranslationModule", "Translator", "atomic_write_text",
-    "autocast_for", "build_model", "build_module", "compose", "corpus_score", "csv_versions", "decode_batch",
-    "label_smoothed_nll", "load_checkpoint", "metric_rows", "model_from_checkpoint", "one_line_errors",
-    "reorder_state", "resolve_device", "search", "search_config", "short_precision", "train",
+    "BOS_ID", "Batch", "CONF_DIR", "CheckpointError", "CorpusLatency", "DecoderState", "EOS_ID", "EncoderOut",
+    "EvalReferences", "LIGHTNING", "MTError", "ModelTraits", "PAD_ID", "Score", "SearchConfig", "Seq2Seq",
+    "SimulResult", "Tokenizer", "TrainResult", "TranslationDataModule", "TranslationModule", "Translator",
+    "UNK_ID", "atomic_write_text", "autocast_for", "build_model", "build_module", "compose", "corpus_latency",
+    "corpus_score", "csv_versions", "decode_batch", "label_smoothed_nll", "load_checkpoint", "metric_rows",
+    "model_from_checkpoint", "one_line_errors", "reorder_state", "resolve_device", "search", "search_config",
+    "short_precision", "train", "translate_simul", "wait_k_visibility",
 ]

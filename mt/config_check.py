@@ -152,6 +152,8 @@ RULES: dict[str, Rule] = {
     "train.label_smoothing": PROBABILITY,
     "train.nonfinite": OneOf(("stop", "skip")),
     "train.log_samples": COUNT,
+    "train.wait_k": Nullable(POSITIVE),
+    "train.wait_k_multipath": BOOL,
     "decode.beam_size": POSITIVE,
     "decode.len_penalty": Number(0.0),
     "decode.max_len_a": Number(0.0),
@@ -160,6 +162,8 @@ RULES: dict[str, Rule] = {
     "decode.n_best": POSITIVE,
     "decode.max_tokens": POSITIVE,
     "decode.max_src_len": POSITIVE,
+    "decode.policy": OneOf(("full", "wait_k")),
+    "decode.wait_k": POSITIVE,
     "optim.lr": Number(0.0, low_open=True),
     "optim.betas": ListOf(2, PROBABILITY),
     "optim.eps": Number(0.0, low_open=True),
@@ -227,6 +231,12 @@ def _n_best_within_beam(v: dict[str, Any]) -> str | None:
     return None
 
 
+def _wait_k_one_best(v: dict[str, Any]) -> str | None:
+    if v["decode.policy"] == "wait_k" and v["decode.n_best"] != 1:
+        return f"decode.n_best={v['decode.n_best']}: wait-k decoding returns one hypothesis; use decode.n_best=1"
+    return None
+
+
 def _min_lr_below_lr(v: dict[str, Any]) -> str | None:
     if v["optim.min_lr"] > v["optim.lr"]:
         return (f"optim.min_lr={v['optim.min_lr']:g} is above optim.lr={v['optim.lr']:g}; use optim.min_lr "
@@ -240,6 +250,7 @@ RELATIONS: list[tuple[tuple[str, ...], Callable[[dict[str, Any]], str | None]]] 
     (("decode.max_tokens", "decode.max_src_len"), _decode_budget_fits_a_sentence),
     (("decode.n_best", "decode.beam_size"), _n_best_within_beam),
     (("optim.min_lr", "optim.lr"), _min_lr_below_lr),
+    (("decode.policy", "decode.n_best"), _wait_k_one_best),
 ]
 
 # logger class -> packages it needs (any one of them); Lightning itself only says so in a traceback

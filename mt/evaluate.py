@@ -23,6 +23,7 @@ from sacrebleu.significance import PairedTest
 from mt.checkpoint import load_checkpoint
 from mt.errors import MTError, require_values
 from mt.metrics import Score, bleu_metric, corpus_score
+from mt.simul.evaluate import SimulResult, format_latency, translate_simul
 from mt.textio import InputError, atomic_write_text, read_lines, write_lines
 from mt.translate import (
     ScoredTranslation,
@@ -171,6 +172,7 @@ def _decode_line(raw: bytes, lineno: int) -> str:
 def _translate_text(cfg: DictConfig, system: System, other: System | None, out_dir: Path) -> dict[str, Score]:
     name = "stdin" if cfg.input == "-" else cfg.input
     output, n_best = cfg.output or "-", int(cfg.decode.n_best)
+    latency: dict[str, dict] = {}
     if cfg.input == "-" and output == "-" and other is None:  # interactive: translate and flush as lines arrive
         sources, hyps = [], []
         for chunk in stdin_chunks():
@@ -184,8 +186,12 @@ def _translate_text(cfg: DictConfig, system: System, other: System | None, out_d
         refs = _references(cfg, len(sources), f"input {name}")  # checked before the (long) translation
         if other is not None and refs is None:
             raise MTError("compare_with= needs references: evaluate a split, or give references=FILE")
-        hyps, lines = translate_lines(system.translator, sources, n_best)
+        simul = _wait_k(cfg, system, sources, refs[0] if refs else None)
+        hyps, lines = (simul.texts, simul.texts) if simul else translate_lines(system.translator, sources, n_best)
         write_lines(output, lines)
+        if simul:
+            latency = {"input": simul.latency_dict()}
+            print(format_latency(simul, int(cfg.decode.wait_k)), file=sys.stderr if output == "-" else sys.stdout)
     log.info("translated %d lines from %s", len(sources), name)
     if refs is None:
         return {}
@@ -198,7 +204,7 @@ def _translate_text(cfg: DictConfig, system: System, other: System | None, out_d
         sig, text = _compare(cfg, system, hyps, refs, other, sources, out_dir / "hyps.input.B.txt")
         significance["input"], report = sig, f"{report}\n{text}"
     print(report, file=sys.stderr if output == "-" else sys.stdout)
-    _write_metrics(out_dir, cfg, system, other, scores, significance)
+    _write_metrics(out_dir, cfg, system, other, scores, significance, latency)
     return scores
 
 
@@ -210,19 +216,35 @@ def _translate_splits(cfg: DictConfig, system: System, other: System | None, out
     names = list(dm.test_names) if cfg.split == "test" else [cfg.split]
     scores: dict[str, Score] = {}
     significance: dict[str, PairedSignificance] = {}
+    latency: dict[str, dict] = {}
     for name in names:
         sources = dm.sources(name)
         refs = _references(cfg, len(sources), f"split {name}") or [dm.references(name)]
-        hyps, lines = translate_lines(system.translator, sources, int(cfg.decode.n_best))
+        simul = _wait_k(cfg, system, sources, refs[0])
+        hyps, lines = (simul.texts, simul.texts) if simul else translate_lines(system.translator, sources,
+                                                                                int(cfg.decode.n_best))
         out = cfg.output or str(out_dir / f"hyps.{name}.txt")
         write_lines(out, lines)
         scores[name] = _score(cfg, system, hyps, refs)
         print(f"{name} ({len(hyps)} sentences, beam {cfg.decode.beam_size}): hypotheses in {out}\n{scores[name]}")
+        if simul:
+            latency[name] = simul.latency_dict()
+            print(format_latency(simul, int(cfg.decode.wait_k)))
         if other is not None:
             significance[name], text = _compare(cfg, system, hyps, refs, other, sources, out_dir / f"hyps.{name}.B.txt")
             print(text)
-    _write_metrics(out_dir, cfg, system, other, scores, significance)
+    _write_metrics(out_dir, cfg, system, other, scores, significance, latency)
     return scores
+
+
+def _wait_k(cfg: DictConfig, system: System, sources: list[str], refs: list[str] | None) -> SimulResult | None:
+    """With decode.policy=wait_k: the wait-k translations with their emission schedules and latency (AL, LAAL,
+    DAL in source subwords and words); None for full-sentence decoding."""
+    if cfg.decode.policy != "wait_k":
+        return None
+    if not isinstance(system.translator, Translator):
+        raise MTError("decode.policy=wait_k needs the model's checkpoint (ckpt=), not an exported model")
+    return translate_simul(system.translator, sources, int(cfg.decode.wait_k), refs)
 
 
 def _score(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str]]) -> Score:
@@ -241,11 +263,14 @@ def _compare(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[s
 
 
 def _write_metrics(out_dir: Path, cfg: DictConfig, system: System, other: System | None,
-                   scores: dict[str, Score], significance: dict[str, PairedSignificance]) -> None:
+                   scores: dict[str, Score], significance: dict[str, PairedSignificance],
+                   latency: dict[str, dict] | None = None) -> None:
     payload = {"ckpt": system.name, "engine": cfg.engine, "decode": OmegaConf.to_container(cfg.decode, resolve=True),
                "precision": str(cfg.precision), "scores": {k: s.as_dict() for k, s in scores.items()}}
     if other is not None:
         payload.update(compare_with=other.name, significance={k: v.as_dict() for k, v in significance.items()})
+    if latency:  # decode.policy=wait_k: AL/LAAL/DAL per set, in source subwords and words
+        payload["latency"] = latency
     atomic_write_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")
 
 

@@ -19,6 +19,7 @@ from mt.metrics import Score, corpus_score
 from mt.models import Seq2Seq
 from mt.optim import OptimizerFactory
 from mt.schedule import LRSchedule
+from mt.simul.training import training_logits
 from mt.tokenizer import Tokenizer
 from mt.translate import decode_batch, fit_batch, search_config, source_limit
 
@@ -69,7 +70,7 @@ class TranslationModule(LightningModule):
 
     # ----------------------------------------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
-        logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+        logits = training_logits(self.model, batch, self.hparams.train, sample=True)  # (B, T, V) full or wait-k
         n_tok = batch.n_tgt_tokens
         loss_sum, nll_sum = label_smoothed_nll(logits, batch.tgt_out, self.hparams.train["label_smoothing"])
         loss = loss_sum / max(n_tok, 1)
@@ -121,7 +122,7 @@ class TranslationModule(LightningModule):
         batch, n_cut = fit_batch(batch, self._max_src, self._max_tgt)
         self._truncated += n_cut
         if batch.tgt_out is not None:
-            logits = self.model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
+            logits = training_logits(self.model, batch, self.hparams.train, sample=False)  # (B, T, V)
             _, nll_sum = label_smoothed_nll(logits, batch.tgt_out, 0.0)
             n_tok = batch.n_tgt_tokens
             self.log(f"{stage}/loss", nll_sum / max(n_tok, 1), batch_size=n_tok, sync_dist=True,

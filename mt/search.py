@@ -41,6 +41,7 @@ class SearchConfig:
     max_len_b: int
     min_len: int  # EOS forbidden before this many output tokens
     n_best: int  # hypotheses returned per sentence (<= beam_size)
+    wait_k: int | None = None  # None: read the whole source first; K: the wait-K policy (mt.simul.search)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from mt.errors import MTError
 from mt.models import build_model
 from mt.models.base import Seq2Seq
 from mt.search import Hypothesis, SearchConfig, search
+from mt.simul.search import translate_wait_k
 from mt.tokenizer import Tokenizer
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ def search_config(decode_cfg: DictConfig | dict) -> SearchConfig:
     d = decode_cfg
     cfg = SearchConfig(beam_size=int(d["beam_size"]), len_penalty=float(d["len_penalty"]),
                        max_len_a=float(d["max_len_a"]), max_len_b=int(d["max_len_b"]),
-                       min_len=int(d["min_len"]), n_best=int(d["n_best"]))
+                       min_len=int(d["min_len"]), n_best=int(d["n_best"]),
+                       wait_k=int(d["wait_k"]) if d.get("policy", "full") == "wait_k" else None)  # older: full
     check_n_best(cfg.n_best, cfg.beam_size)
     return cfg
 
@@ -59,7 +61,11 @@ def decode_hypotheses(model: Seq2Seq, batch: Batch, cfg: SearchConfig) -> list[l
     An empty source (only EOS) gives ``n_best`` empty translations (score 0) without searching, so that an empty
     line in is an empty line out, the same in validation, test and raw-text translation.
     """
-    hyps = search(model, batch.src, batch.src_lengths, cfg)
+    if cfg.wait_k is not None:  # simultaneous: the best hypothesis within the policy (no n-best)
+        hyps = [[Hypothesis(h.tokens, h.score, h.log_prob)]
+                for h in translate_wait_k(model, batch.src, batch.src_lengths, cfg.wait_k, cfg)]
+    else:
+        hyps = search(model, batch.src, batch.src_lengths, cfg)
     empty = (batch.src_lengths <= 1).tolist()
     return [[Hypothesis([], 0.0, 0.0)] * cfg.n_best if e else h for h, e in zip(hyps, empty, strict=True)]
 
