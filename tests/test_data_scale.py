@@ -87,16 +87,16 @@ def text_cfg(compose_cfg, folder: Path, cache: Path, *extra: str):
 def test_sharded_cache_gives_the_same_rows_and_counts(compose_cfg, shared_data_dir, tmp_path):
     from mt.data import TranslationDataModule
 
-    corpus = build_corpus(shared_data_dir / "multi30k", 700, tmp_path / "c", "en", "de")
+    corpus = build_corpus(shared_data_dir / "multi30k", 2500, tmp_path / "c", "en", "de")
     one = TranslationDataModule(text_cfg(compose_cfg, corpus, tmp_path / "a").data, _paths(tmp_path / "a"))
     many = TranslationDataModule(
-        text_cfg(compose_cfg, corpus, tmp_path / "b", "data.shard_size=97").data, _paths(tmp_path / "b")
+        text_cfg(compose_cfg, corpus, tmp_path / "b", "data.shard_size=320").data, _paths(tmp_path / "b")
     )
     meta = json.loads((many.data.folder / "meta.json").read_text())
     assert len(meta["files"]["train"]) == 8
     first = json.loads((one.data.folder / "meta.json").read_text())["files"]["train"][0]
     with pa.OSFile(str(one.data.folder / first)) as f:  # big record batches: few headers to map when opened
-        assert next(iter(pa.ipc.open_stream(f))).num_rows == min(700, RECORD_BATCH_ROWS)
+        assert next(iter(pa.ipc.open_stream(f))).num_rows == min(2500, RECORD_BATCH_ROWS)
     assert one.stats()["splits"] == many.stats()["splits"]
     assert one.stats()["padding_fraction"] == many.stats()["padding_fraction"]
     cols = ["id", "src", "tgt", "src_text"]
@@ -104,14 +104,14 @@ def test_sharded_cache_gives_the_same_rows_and_counts(compose_cfg, shared_data_d
         assert one.data.splits[split].select_columns(cols)[:] == many.data.splits[split].select_columns(cols)[:]
     assert one.train_sampler().batches(1) == many.train_sampler().batches(1)
     procs = TranslationDataModule(  # each shard tokenized by 2 processes: files of both, in row order
-        text_cfg(compose_cfg, corpus, tmp_path / "p", "data.shard_size=350", "data.num_proc=2").data,
+        text_cfg(compose_cfg, corpus, tmp_path / "p", "data.shard_size=1250", "data.num_proc=2").data,
         _paths(tmp_path / "p"),
     )
     assert len(json.loads((procs.data.folder / "meta.json").read_text())["files"]["train"]) == 4
     assert procs.stats()["splits"] == one.stats()["splits"]
     assert procs.data.splits["train"].select_columns(cols)[:] == one.data.splits["train"].select_columns(cols)[:]
     again = TranslationDataModule(  # reloaded from the sharded cache
-        text_cfg(compose_cfg, corpus, tmp_path / "b", "data.shard_size=97").data, _paths(tmp_path / "b")
+        text_cfg(compose_cfg, corpus, tmp_path / "b", "data.shard_size=320").data, _paths(tmp_path / "b")
     )
     assert again.stats()["splits"] == many.stats()["splits"]
     assert [b.ids.tolist() for b in again.val_dataloader()] == [b.ids.tolist() for b in many.val_dataloader()]

@@ -5,7 +5,7 @@ from mt.data.config import DataConfig
 from mt.data.datamodule import TranslationDataModule
 from mt.data.errors import DataError
 from mt.data.loader import ResumableDataLoader
-from mt.data.prepare import Prepared, SplitStats, prepare
+from mt.data.prepare import Prepared, SplitLengths, SplitStats, prepare
 from mt.data.sampler import EvalBatchSampler, TokenBudgetBatchSampler
 
 __all__ = [
@@ -14,6 +14,7 @@ __all__ = [
     "EvalBatchSampler",
     "Prepared",
     "ResumableDataLoader",
+    "SplitLengths",
     "SplitStats",
     "TokenBudgetBatchSampler",
     "TranslationDataModule",

@@ -19,6 +19,7 @@ from datasets import Dataset, Features, List, Value
 from mt.batch import EOS_ID
 from mt.data.arrowfiles import RECORD_BATCH_ROWS, iter_column, iter_shards
 from mt.data.config import DataConfig
+from mt.data.sample import reservoir
 from mt.tokenizer import Tokenizer
 
 DROP_REASONS = ("empty", "too_long", "ratio")  # drop codes 1, 2, 3 (0 = kept)
@@ -61,7 +62,7 @@ def tokenize_split(
         out = Dataset(table).map(
             encode_batch,
             batched=True,
-            batch_size=1000,
+            batch_size=RECORD_BATCH_ROWS,  # each batch is written as one record batch
             fn_kwargs={
                 "tokenizer": tokenizer,
                 "max_len": cfg.max_len if train else None,
@@ -112,11 +113,18 @@ def encode_batch(batch: dict, tokenizer: Tokenizer, max_len: int | None, max_len
     }
 
 
-def training_sentences(train: Path, src: str, tgt: str) -> Iterator[str]:
-    """Both sides of the raw training split, languages in sorted order (en-de and de-en share one model).
+def training_sentences(train: Path, src: str, tgt: str, sample_size: int) -> Iterator[str]:
+    """The non-blank sentences of both sides of the raw training split, languages in sorted order (en-de and de-en
+    share one model); a reproducible uniform sample of ``sample_size`` of them when there are more (0 = all).
 
-    Streamed batch by batch: sentencepiece keeps only its ``input_sentence_size`` sample (reservoir sampling).
+    Streamed batch by batch; only the sample is held (see :mod:`mt.data.sample`).
     """
-    for lang in sorted([src, tgt]):
-        for batch in iter_column(train, "src" if lang == src else "tgt"):
-            yield from (s for s in batch if s.strip())
+    batches = (
+        [s for s in batch if s.strip()]
+        for lang in sorted([src, tgt])
+        for batch in iter_column(train, "src" if lang == src else "tgt")
+    )
+    if sample_size <= 0:
+        yield from (s for batch in batches for s in batch)
+    else:
+        yield from reservoir(batches, sample_size)

@@ -94,6 +94,7 @@ class HFCorpus:
             fn_kwargs={"src": self.src, "tgt": self.tgt},
             remove_columns=ds.column_names,
             cache_file_name=str(out),
+            batch_size=RECORD_BATCH_ROWS,
             writer_batch_size=RECORD_BATCH_ROWS,
             new_fingerprint=digest,
             desc=f"reading {split}",

@@ -25,10 +25,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from datasets import Dataset, concatenate_datasets
 
 from mt.data.config import DataConfig
@@ -93,23 +95,7 @@ def prepare(cfg: DataConfig, cache_dir: Path, tokenizer: Tokenizer | None = None
             raw[name] = corpus.load(name)
         return raw[name]
 
-    if tokenizer is not None:
-        if tokenizer.path is None:  # give it a file: the run folder and stats() refer to one
-            tokenizer = Tokenizer.from_bytes(tokenizer.model_bytes, cache_dir=cache_dir)
-        log.info("tokenizer: using the given model %s", tokenizer)
-    elif cfg.tokenizer.path:
-        tokenizer = _given_tokenizer(cfg.tokenizer.path)
-    else:
-        settings = cfg.tokenizer.train_settings()
-        model_settings = {k: v for k, v in settings.items() if k != "num_threads"}  # threads: same model
-        tok_key = _digest({"corpus": identities["train"], "settings": model_settings, "version": FORMAT_VERSION})
-        tokenizer = load_or_train(
-            cache_dir / "tokenizer" / tok_key,
-            lambda: training_sentences(raw_split("train"), cfg.src, cfg.tgt),
-            settings,
-            about={"source": cfg.source, "name": cfg.name, "train": identities["train"]},
-        )
-
+    tokenizer = _tokenizer(cfg, cache_dir, tokenizer, identities["train"], lambda: raw_split("train"))
     key = _digest(
         {
             "splits": identities,
@@ -156,6 +142,28 @@ def prepare(cfg: DataConfig, cache_dir: Path, tokenizer: Tokenizer | None = None
     return Prepared(tokenizer, splits, stats, folder, lengths)
 
 
+def _tokenizer(
+    cfg: DataConfig, cache_dir: Path, given: Tokenizer | None, train_identity: dict, train_raw: Callable[[], Path]
+) -> Tokenizer:
+    """The given model, else the one of ``data.tokenizer.path``, else the cached or newly trained one."""
+    if given is not None:
+        if given.path is None:  # give it a file: the run folder and stats() refer to one
+            given = Tokenizer.from_bytes(given.model_bytes, cache_dir=cache_dir)
+        log.info("tokenizer: using the given model %s", given)
+        return given
+    if cfg.tokenizer.path:
+        return _given_tokenizer(cfg.tokenizer.path)
+    settings = cfg.tokenizer.train_settings()
+    model_settings = {k: v for k, v in settings.items() if k != "num_threads"}  # threads: same model
+    key = _digest({"corpus": train_identity, "settings": model_settings, "version": FORMAT_VERSION})
+    return load_or_train(
+        cache_dir / "tokenizer" / key,
+        lambda: training_sentences(train_raw(), cfg.src, cfg.tgt, cfg.tokenizer.input_sentence_size),
+        settings,
+        about={"source": cfg.source, "name": cfg.name, "train": train_identity},
+    )
+
+
 def _given_tokenizer(path: str) -> Tokenizer:
     """The model of ``data.tokenizer.path`` (special ids checked), as a one-line DataError if unusable."""
     if not Path(path).is_file():
@@ -195,8 +203,10 @@ def _open_split(
     parts = [Dataset.from_file(str(folder / f)) for f in files]
     rows = parts[0] if len(parts) == 1 else concatenate_datasets(parts)
     kept = drop == 0
-    if not kept.all():
-        rows = rows.select(np.flatnonzero(kept), keep_in_memory=True)
+    if not kept.all():  # the index built directly: Dataset.select would make a Python list of it (~60 B a row)
+        index = pa.table({"indices": pa.array(np.flatnonzero(kept), type=pa.uint64())})
+        fingerprint = _digest([folder.name, files, "kept"])
+        rows = Dataset(rows.data, info=rows.info, split=rows.split, indices_table=index, fingerprint=fingerprint)
         n_src, n_tgt = n_src[kept], n_tgt[kept]
     return rows, SplitLengths(src=compact(n_src.astype(np.int32) + 1), tgt=compact(n_tgt.astype(np.int32) + 1))
 
