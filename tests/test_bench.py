@@ -103,6 +103,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert {c["name"] for c in dec["latency"]} == {"lstm", "transformer cached", "transformer uncached"}
     assert all(len(c["ms"]) == 12 for c in dec["latency"])
     assert dec["cache_speedup"]["transformer"]["at"] == 8
+    streaming = {(r["model"], r["length"]) for r in res["streaming"]["rows"]}
+    assert streaming == {(p, n) for p in ("lstm_streaming", "transformer_streaming") for n in (8, 24)}
+    assert "Streaming: cost per incoming source token" in r.stdout
     names = [t["name"] for t in res["targets"]]
     assert sum("pipeline / bare" in n for n in names) == 8 and any("padding" in n for n in names)
     for t in res["targets"]:  # each verdict follows from its own numbers

@@ -12,17 +12,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from mt.api import LIGHTNING, MTError, TranslationDataModule, atomic_write_text, resolve_device
+from mt.api import LIGHTNING, MTError, TranslationDataModule, atomic_write_text, compose, resolve_device
 from mtlab.bench.decoding import measure_decoding
 from mtlab.bench.memory import measure_curves
 from mtlab.bench.models import ModelSpec, model_specs
+from mtlab.bench.streaming import measure_streaming
 from mtlab.bench.system import system_info
 from mtlab.bench.targets import evaluate_targets
 from mtlab.bench.throughput import measure, synthetic_batches
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "memory", "decoding")
+SECTIONS = ("throughput", "memory", "decoding", "streaming")
 
 
 def _check(cfg: DictConfig) -> None:
@@ -74,6 +75,19 @@ def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab
             "synthetic_shape": [int(t.synthetic_batch), int(t.synthetic_length)], "rows": rows}
 
 
+def run_streaming(cfg: DictConfig, vocab_size: int, device: torch.device) -> dict:
+    """Per-source-token cost and state of the streaming presets as the stream grows (random weights)."""
+    s = cfg.streaming
+    lengths = [int(n) for n in s.lengths]
+    models = {}
+    for preset in s.presets:
+        model_cfg = compose("train", [f"model={preset}"]).model
+        if "max_positions" in model_cfg:  # position tables must reach the longest stream
+            model_cfg.max_positions = max(lengths) + int(s.window) + 8
+        models[preset] = model_cfg
+    return measure_streaming(models, vocab_size, lengths, device, int(s.wait_k), int(s.window), int(cfg.seed))
+
+
 def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the sections in ``cfg.sections``; write ``out_dir/bench.json``; return everything as plain data."""
     _check(cfg)
@@ -105,6 +119,8 @@ def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
             curves = measure_curves(specs, vocab_size, device, cfg.memory, int(cfg.seed))
             results[section] = {"batch_size": int(cfg.memory.batch_size), "precision": str(cfg.memory.precision),
                                 "curves": [c.as_dict() for c in curves]}
+        elif section == "streaming":
+            results[section] = run_streaming(cfg, vocab_size, device)
         else:
             results[section] = measure_decoding(specs, dm.tokenizer, vocab_size, dm.sources("validation"),
                                                 cfg.decode, device, cfg.decoding, int(cfg.seed))

@@ -11,13 +11,11 @@ up to twice those used) and the decoder's state (the source
 memory it attends to, its keys or cross-attention K/V, and its own recurrent state or self-attention cache).
 Random weights (preset sizes): the cost does not depend on the values.
 
-``python -m mtlab.bench.streaming`` runs it standalone (small on purpose: shared machines) and prints the table.
+``python -m mtlab.bench sections=[streaming]`` runs it (settings: the ``streaming`` node of conf/bench.yaml).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import time
 from collections.abc import Sequence
@@ -136,32 +134,3 @@ def format_streaming(result: dict) -> str:
     rows = [[r["model"], r["length"], r["read_ms"], r["extend_ms"], r["step_ms"], r["token_ms"], r["token_min_ms"],
              r["encoder_state_bytes"] / 1024, r["decoder_state_bytes"] / 1024] for r in result["rows"]]
     return format_table(headers, rows)
-
-
-def main(argv: list[str] | None = None) -> None:
-    from mt.api import compose
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 1024, 4096])
-    p.add_argument("--vocab-size", type=int, default=8000)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--json", default=None, help="also write the result here")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    positions = max(args.lengths) + 8
-    # encoder_hidden 440: the forward-only LSTM at the Transformer's parameter count (10.26M vs 10.21M, vocab 8000)
-    models = {"lstm (bidirectional=false)": compose("train", ["model=lstm", "model.bidirectional=false",
-                                                               "model.encoder_hidden=440"]).model,
-              "transformer (causal_encoder=true)": compose("train", [
-                  "model=transformer", "model.causal_encoder=true", f"model.max_positions={positions}"]).model}
-    result = measure_streaming(models, args.vocab_size, args.lengths, torch.device(args.device))
-    print(format_streaming(result))
-    print(json.dumps(result["growth"], indent=2))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=2)
-
-
-if __name__ == "__main__":
-    main()

@@ -122,5 +122,11 @@ def render(results: dict) -> str:
         parts.append(render_memory(results["memory"]))
     if "decoding" in results:
         parts.append(render_decoding(results["decoding"], results["system"]["device"]))
+    if "streaming" in results:
+        from mtlab.bench.streaming import format_streaming  # (it imports this module's format_table)
+
+        s = results["streaming"]
+        parts.append(f"Streaming: cost per incoming source token (wait-{s['wait_k']}, random weights, median of "
+                     f"{s['window']} tokens around each length)\n" + format_streaming(s))
     parts.append(render_targets(results["targets"]))
     return "\n\n".join(parts) + "\n"
