@@ -74,7 +74,8 @@ def _compare(out: Path, cache: Path) -> tuple[int, str]:
     bench = ",".join(f'"{o}"' for o in TINY_BENCH)
     r = run_module("mtlab.compare", f"output_dir={out}", f"paths.cache_dir={cache}", *TINY_DATA, "decode.beam_size=2",
                    "decode.max_len_a=1.0", "decode.max_len_b=5", f"train_overrides=[{quoted}]", *models,
-                   f"bench_overrides=[{bench}]", "bleu_levels=[0.5,1,5]", "device=cpu", timeout=600)
+                   f"bench_overrides=[{bench}]", "bleu_levels=[0.5,1,5]", "device=cpu", "simultaneous.ks=[2]",
+                   "simultaneous.max_sentences=12", timeout=600)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -91,13 +92,22 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
         assert "nrefs:1" in run["test"]["test_2016_flickr"]["bleu_signature"]
         assert run["val_curve"] and run["bench_tok_s_pipeline"] > 0 and set(run["time_to_bleu"]) == {"0.5", "1", "5"}
     assert res["bench"]["decoding"]["trained"] == {"lstm": True, "transformer": True}
-    assert [c["id"] for c in res["claims"]] == [1, 2, 3, 4, 5]
-    assert all(c["verdict"] in ("holds", "does not hold") and c["evidence"] for c in res["claims"])
-    assert set(res["plots"]) == {"bleu_vs_time", "memory_vs_length", "latency_vs_position", "throughput"}
+    assert [c["id"] for c in res["claims"]] == [1, 2, 3, 4, 5, 10, 11, 12]
+    measured = {c["id"]: c for c in res["claims"] if c["id"] <= 10}  # 11, 12 need wait-k trained streaming runs
+    assert all(c["verdict"] in ("holds", "does not hold") and c["evidence"] for c in measured.values())
+    assert {c["id"]: c["verdict"] for c in res["claims"] if c["id"] > 10} == {11: "not measured", 12: "not measured"}
+    curves = {c["preset"]: c for c in res["simultaneous"]["curves"]}  # test-time wait-k of the full-sentence runs
+    assert set(curves) == {"lstm", "transformer"} and not any(c["streaming"] for c in curves.values())
+    assert all([p["k"] for p in c["points"]] == [2, "full"] and all(p["n"] == 12 for p in c["points"])
+               for c in curves.values())
+    assert all(c["points"][0]["al"] < c["points"][1]["al"] for c in curves.values())  # wait-2 lags less than full
+    assert set(res["plots"]) == {"bleu_vs_time", "memory_vs_length", "latency_vs_position", "throughput",
+                                 "bleu_vs_lagging"}
     assert all((out / f).stat().st_size > 0 for f in res["plots"].values())
     report = (out / "REPORT.md").read_text()
     for text in ("## Verdicts", "AMD" if "AMD" in res["system"]["cpu"] else res["system"]["cpu"], "torch",
-                 "test BLEU", "Wall-clock time to reach", "growth exponent", "Per-token latency"):
+                 "test BLEU", "Wall-clock time to reach", "growth exponent", "Per-token latency",
+                 "Simultaneous (streaming) translation", "state KiB first / last"):
         assert text in report, text
 
     stamps = {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]}

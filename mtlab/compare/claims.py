@@ -208,3 +208,73 @@ def verdicts(runs: dict[str, dict], roles: dict[str, str], bench: dict, c: DictC
     if linear is not None:
         out += [claim_linear_bleu(runs, linear, roles["transformer"], c)]
     return out
+
+
+def _curve(simul: dict, family: str, streaming: bool) -> dict | None:
+    found = [c for c in simul.get("curves", []) if c["family"] == family and c["streaming"] == streaming]
+    return found[0] if len(found) == 1 else None
+
+
+def _at_k(curve: dict) -> dict[object, dict]:
+    return {p["k"]: p for p in curve["points"]}
+
+
+def claim_stream_cost(bench: dict, c: DictConfig) -> dict:
+    claim = ("Streaming: the recurrent model's state and per-source-token cost stay constant as the stream grows, "
+             "while the Transformer's grow with what it has read")
+    growth = bench.get("streaming", {}).get("growth", {})
+    rnn = next((v for k, v in growth.items() if "lstm" in k), None) if growth else None
+    tfm = next((v for k, v in growth.items() if "transformer" in k), None) if growth else None
+    if rnn is None or tfm is None:
+        return _verdict(10, claim, None, "the streaming section of the benchmark is missing")
+    limit = float(c.stream_flat_max_growth)
+    lengths = bench["streaming"]["lengths"]
+    rnn_flat = rnn["encoder_state_growth"] == 1.0 and rnn["token_min_ms_growth"] <= limit
+    rnn_const_state = rnn["decoder_state_growth"] == 1.0
+    tfm_grows = tfm["encoder_state_growth"] > 1.0
+    evidence = (f"from {lengths[0]} to {lengths[-1]} source tokens: LSTM encoder state x{rnn['encoder_state_growth']:g}, "
+                f"its decoder state (attention memory and keys) x{rnn['decoder_state_growth']:g}, fastest per-token "
+                f"time x{rnn['token_min_ms_growth']:g}; Transformer encoder K/V cache x{tfm['encoder_state_growth']:g}, "
+                f"decoder state x{tfm['decoder_state_growth']:g}, fastest per-token time x{tfm['token_min_ms_growth']:g} "
+                f"(<= {limit:g} counts as flat)")
+    if rnn_flat and not rnn_const_state:
+        evidence += ("; the recurrent encoder is constant-size, but the attentional decoder keeps every source state, "
+                     "so the whole model's state grows linearly like the Transformer's")
+    return _verdict(10, claim, rnn_flat and rnn_const_state and tfm_grows, evidence)
+
+
+def claim_stream_quality(simul: dict) -> dict:
+    claim = "At the same wait-k lag, the streaming LSTM translates better than the streaming Transformer"
+    rnn, tfm = _curve(simul, "recurrent", True), _curve(simul, "transformer", True)
+    if rnn is None or tfm is None:
+        return _verdict(11, claim, None, "BLEU-lag curves of both streaming runs missing")
+    a, b = _at_k(rnn), _at_k(tfm)
+    ks = [k for k in a if k in b]
+    parts = [f"k={k}: {a[k]['bleu']:.2f} (AL {a[k]['al']:.2f}) vs {b[k]['bleu']:.2f} (AL {b[k]['al']:.2f})"
+             for k in ks]
+    return _verdict(11, claim, bool(ks) and all(a[k]["bleu"] > b[k]["bleu"] for k in ks),
+                    f"test BLEU, {rnn['preset']} vs {tfm['preset']}: " + "; ".join(parts))
+
+
+def claim_wait_k_training(simul: dict) -> dict:
+    claim = "Training with wait-k beats test-time wait-k on a full-sentence model at the same k"
+    parts, ok, seen = [], True, False
+    for family in ("recurrent", "transformer"):
+        trained, baseline = _curve(simul, family, True), _curve(simul, family, False)
+        if trained is None or baseline is None:
+            continue
+        a, b = _at_k(trained), _at_k(baseline)
+        ks = [k for k in a if k in b and k != "full"]
+        seen = seen or bool(ks)
+        ok = ok and all(a[k]["bleu"] > b[k]["bleu"] for k in ks)
+        parts.append(f"{family}: " + ", ".join(f"k={k} {a[k]['bleu']:.2f} vs {b[k]['bleu']:.2f}" for k in ks))
+    if not seen:
+        return _verdict(12, claim, None, "no family has both a wait-k trained and a full-sentence run")
+    return _verdict(12, claim, ok, "test BLEU, wait-k trained streaming run vs test-time wait-k: " + "; ".join(parts))
+
+
+def streaming_verdicts(simul: dict, bench: dict, c: DictConfig) -> list[dict]:
+    """Claims 10-12 (the seed's streaming claim), when the simultaneous curves or the streaming benchmark exist."""
+    if not simul and "streaming" not in bench:
+        return []
+    return [claim_stream_cost(bench, c), claim_stream_quality(simul or {}), claim_wait_k_training(simul or {})]

@@ -89,9 +89,29 @@ def throughput_bars(runs: dict[str, dict], bench: dict, path: Path) -> str | Non
     return _save(fig, path)
 
 
-def write_plots(runs: dict[str, dict], bench: dict, out_dir: Path) -> dict[str, str]:
+def bleu_vs_lagging(simul: dict, path: Path) -> str | None:
+    curves = [c for c in (simul or {}).get("curves", []) if any(p["al"] is not None for p in c["points"])]
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for c in curves:
+        points = [(p["al"], p["bleu"], p["k"]) for p in c["points"] if p["al"] is not None]
+        kind = f"wait-{c['trained_wait_k']} trained" if c["trained_wait_k"] else "test-time wait-k"
+        ax.plot([x for x, _, _ in points], [y for _, y, _ in points], marker="o", markersize=3,
+                label=f"{c['preset']} ({kind})")
+        for x, y, k in points:
+            ax.annotate(str(k), (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set(xlabel="Average Lagging (source subwords)", ylabel="BLEU",
+           title=f"Simultaneous translation: BLEU against lag ({simul['sentences']} test sentences)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_plots(runs: dict[str, dict], bench: dict, out_dir: Path, simul: dict | None = None) -> dict[str, str]:
     """Every chart that has data: {name: file name in out_dir}."""
     made = {
+        "bleu_vs_lagging": bleu_vs_lagging(simul or {}, out_dir / "bleu_vs_lagging.png"),
         "bleu_vs_time": bleu_vs_time(runs, out_dir / "bleu_vs_time.png"),
         "memory_vs_length": memory_vs_length(bench, out_dir / "memory_vs_length.png"),
         "latency_vs_position": latency_vs_position(bench, out_dir / "latency_vs_position.png"),

@@ -118,7 +118,9 @@ def decoding_section(bench: dict) -> str:
     lat = d["latency"]
     n = len(lat[0]["ms"]) if lat else 0
     marks = sorted({p for p in (1, 10, 50, 100, n) if 0 < p <= n})
-    lrows = [[c["name"], *(_f(c["ms"][p - 1]) for p in marks), f"{c['growth']:.2f}x"] for c in lat]
+    lrows = [[c["name"], *(_f(c["ms"][p - 1]) for p in marks), f"{c['growth']:.2f}x",
+              f"{c['state_bytes'][0] / 1024:,.0f} / {c['state_bytes'][-1] / 1024:,.0f}" if c.get("state_bytes") else "n/a"]
+             for c in lat]
     cache = [f"- {p}: cached {r['cached_ms']:.2f} ms vs uncached {r['uncached_ms']:.2f} ms per step around position "
              f"{r['at']}: {r['ratio']:.1f}x" for p, r in d["cache_speedup"].items()]
     return "\n".join(["## Decoding (validation set)", *notes, "",
@@ -126,7 +128,31 @@ def decoding_section(bench: dict) -> str:
                       "Batched beam search over the whole set vs one sentence at a time (evenly spaced subset), "
                       "ms per sentence:", md_table(["model", "beam", "batched", "one at a time", "speed-up"], single),
                       "", "Per-token latency of incremental decoding, ms per step (median) at position:",
-                      md_table(["decoder", *map(str, marks), "last/first tenth"], lrows), "", *cache])
+                      md_table(["decoder", *map(str, marks), "last/first tenth", "state KiB first / last"], lrows), "",
+                      *cache])
+
+
+def streaming_section(bench: dict, simul: dict) -> str:
+    lines = ["## Simultaneous (streaming) translation"]
+    if simul and simul.get("curves"):
+        s = simul["settings"]
+        lines.append(f"BLEU against lag on the first {simul['sentences']} sentences of {s['split']} (beam "
+                     f"{s['beam_size']} within the wait-k policy; AL/LAAL/DAL in source subwords, AL also in source "
+                     f"words; `{simul['signature']}`). Streaming runs read the source incrementally; full-sentence "
+                     "runs are the test-time wait-k baseline (they re-encode the visible prefix each time it grows).")
+        rows = [[c["preset"], f"wait-{c['trained_wait_k']} (multi-path)" if c["trained_wait_k"] else "full sentence",
+                 p["k"], _f(p["bleu"]), _f(p["chrf"]), _f(p["al"]), _f(p["laal"]), _f(p["dal"]), _f(p["al_words"])]
+                for c in simul["curves"] for p in c["points"]]
+        lines.append(md_table(["run", "trained", "k", "BLEU", "chrF", "AL", "LAAL", "DAL", "AL (words)"], rows))
+    st = bench.get("streaming")
+    if st:
+        rows = [[r["model"], r["length"], _f(r["token_ms"]), _f(r["token_min_ms"]), _f(r["read_ms"]),
+                 f"{r['encoder_state_bytes'] / 1024:,.0f}", f"{r['decoder_state_bytes'] / 1024:,.0f}"] for r in st["rows"]]
+        lines += ["", f"Cost per incoming source token as the stream grows (wait-{st['wait_k']} loop, random weights, "
+                  f"median over {st['window']} tokens before each length; device {st['device']}):",
+                  md_table(["model", "stream length", "per token ms", "fastest token ms", "encoder read ms",
+                            "encoder state KiB", "decoder state KiB"], rows)]
+    return "\n".join(lines) if len(lines) > 1 else "## Simultaneous (streaming) translation\nnot measured"
 
 
 def targets_section(bench: dict) -> str:
@@ -146,6 +172,7 @@ def render_report(res: dict) -> str:
              f"Written by `python -m mtlab.compare` on {res['written']}. Every number below is measured (results.json "
              "holds them all); the verdicts are computed from them with the thresholds in conf/compare.yaml.",
              "## Verdicts\n" + "\n".join(verdicts), setup_section(res), quality_section(res), training_section(res),
-             throughput_section(bench), memory_section(bench), decoding_section(bench), targets_section(bench),
+             throughput_section(bench), memory_section(bench), decoding_section(bench),
+             streaming_section(bench, res.get("simultaneous") or {}), targets_section(bench),
              "## Plots\n" + ("\n\n".join(plots) or "none")]
     return "\n\n".join(parts) + "\n"

@@ -13,10 +13,11 @@ from omegaconf import DictConfig, OmegaConf
 from mt.api import atomic_write_text, resolve_device
 from mtlab.bench.system import system_info
 from mtlab.compare.benchmarks import run_benchmarks
-from mtlab.compare.claims import verdicts
+from mtlab.compare.claims import streaming_verdicts, verdicts
 from mtlab.compare.plots import write_plots
 from mtlab.compare.report import render_report
 from mtlab.compare.runs import execute, forwarded_overrides, plan_runs, read_outcome, run_env
+from mtlab.compare.simultaneous import simultaneous_curves
 from mtlab.compare.summary import roles, summarize_run
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     outcomes = {p.preset: read_outcome(p.preset, p.run_dir) for p in plans}
 
     bench = run_benchmarks(cfg, outcomes, out / "bench")
+    simul = simultaneous_curves(cfg, outcomes, out / "simultaneous")
     levels = [float(x) for x in cfg.bleu_levels]
     runs = {p: summarize_run(o, bench, levels) for p, o in outcomes.items()}
     first = next(iter(runs.values()))
@@ -48,9 +50,11 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
         "runs": runs,
         "roles": roles(runs),
         "bench": bench,
+        "simultaneous": simul,
     }
-    results["claims"] = verdicts(runs, results["roles"], bench, cfg.claims)
-    results["plots"] = write_plots(runs, bench, out)
+    results["claims"] = verdicts(runs, results["roles"], bench, cfg.claims) + streaming_verdicts(
+        simul, bench, cfg.claims)
+    results["plots"] = write_plots(runs, bench, out, simul)
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "REPORT.md", render_report(results))
     return results

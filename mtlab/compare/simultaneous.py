@@ -1,0 +1,91 @@
+"""BLEU against latency for simultaneous translation: wait-k decoding of the trained runs, one curve per run.
+
+Streaming runs (their model reads the source incrementally, e.g. ``lstm_streaming``, ``transformer_streaming``,
+usually trained with ``train.wait_k``) decode with their own encoder state; full-sentence runs are the usual
+test-time wait-k baseline, re-encoding the visible prefix each time it grows (``mt.simul``). The point "full" is
+the same greedy search reading the whole source first. Results are cached in ``simultaneous.json`` and reused while
+the checkpoints and settings stay the same.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from mt.api import (
+    TranslationDataModule,
+    Translator,
+    atomic_write_text,
+    corpus_score,
+    load_checkpoint,
+    model_from_checkpoint,
+    resolve_device,
+    translate_simul,
+)
+from mtlab.compare.runs import RunOutcome
+
+log = logging.getLogger(__name__)
+
+
+def _settings(cfg: DictConfig) -> dict:
+    return OmegaConf.to_container(cfg.simultaneous, resolve=True)
+
+
+def _evaluation_set(cfg: DictConfig) -> tuple[list[str], list[str]]:
+    """The first ``max_sentences`` sentences of ``cfg.simultaneous.split`` and their references."""
+    dm = TranslationDataModule(cfg.data, cfg.paths, seed=int(cfg.seed))
+    split, n = str(cfg.simultaneous.split), cfg.simultaneous.max_sentences
+    sources, refs = dm.sources(split), dm.references(split)
+    return (sources, refs) if n is None else (sources[: int(n)], refs[: int(n)])
+
+
+def simultaneous_curves(cfg: DictConfig, outcomes: dict[str, RunOutcome], out_dir: Path) -> dict:
+    """{"settings", "curves": [{preset, streaming, points: [{k, bleu, chrf, al, laal, dal, al_words, ...}]}]}."""
+    s = cfg.simultaneous
+    presets = [p for p in s.presets if p in outcomes and outcomes[p].checkpoint() is not None]
+    if not presets:
+        return {}
+    stamp = {"settings": _settings(cfg), "checkpoints": {p: [str(outcomes[p].checkpoint()),
+                                                           outcomes[p].checkpoint().stat().st_mtime]
+                                                       for p in presets}}
+    stamp = json.loads(json.dumps(stamp))
+    path = out_dir / "simultaneous.json"
+    if path.is_file() and not cfg.rerun_bench:
+        earlier = json.loads(path.read_text())
+        if earlier.get("stamp") == stamp:
+            log.info("simultaneous: reusing %s (same checkpoints and settings)", path)
+            return earlier
+    sources, refs = _evaluation_set(cfg)
+    curves = []
+    for preset in presets:
+        ckpt = load_checkpoint(outcomes[preset].checkpoint())
+        model, tokenizer = model_from_checkpoint(ckpt, str(outcomes[preset].checkpoint()))
+        decode = {**ckpt["hyper_parameters"]["decode"], "beam_size": int(s.beam_size), "n_best": 1}
+        translator = Translator(model, tokenizer, decode, device=resolve_device(str(cfg.device)))
+        streaming = translator.model.traits.streaming
+        points = []
+        for k in [*map(int, s.ks), None]:
+            start = time.perf_counter()
+            # k=None: read everything first (a k longer than any source), same search and latency code
+            result = translate_simul(translator, sources, k if k is not None else 10**6, refs)
+            score = corpus_score(result.texts, refs, tgt_lang=str(cfg.data.tgt))
+            sub, word = result.subword, result.word
+            points.append({"k": "full" if k is None else k, "bleu": score.bleu, "chrf": score.chrf,
+                           "al": sub.al, "laal": sub.laal, "dal": sub.dal, "al_words": word.al,
+                           "laal_words": word.laal, "dal_words": word.dal, "n": len(sources),
+                           "seconds": round(time.perf_counter() - start, 1)})
+            log.info("simultaneous %s wait-%s: BLEU %.2f AL %.2f (%.0f s)", preset, points[-1]["k"], score.bleu,
+                     sub.al if sub.al is not None else float("nan"), points[-1]["seconds"])
+        curves.append({"preset": preset, "streaming": streaming, "family": translator.model.traits.family,
+                       "trained_wait_k": outcomes[preset].config.get("train", {}).get("wait_k"),
+                       "params": translator.model.num_parameters(), "points": points})
+    result = {"stamp": stamp, "settings": _settings(cfg), "sentences": len(sources),
+              "signature": corpus_score(["."], ["."], tgt_lang=str(cfg.data.tgt)).bleu_signature,
+              "curves": curves}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(result, indent=2) + "\n")
+    return result
