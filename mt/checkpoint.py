@@ -18,6 +18,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from mt.errors import MTError
 from mt.lightning_private import PeriodicCheckpoint  # noqa: F401  (conf: mt.checkpoint.PeriodicCheckpoint)
 from mt.textio import atomic_open
+from mt.tokenizer import Tokenizer
 
 MODEL_PREFIX = "model."
 
@@ -124,3 +125,14 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
                     global_step=max(int(c.get("global_step", 0)) for c in ckpts), epoch=first.get("epoch", 0))
     atomic_torch_save(out_ckpt, out)
     return Path(out)
+
+
+def checkpoint_tokenizer(ckpt: dict[str, Any], source: str, cache_dir: str | Path | None = None) -> Tokenizer:
+    """The sentencepiece model a checkpoint carries, checked against its recorded sha256."""
+    info = ckpt.get("tokenizer")
+    if not info or "model" not in info:
+        raise CheckpointError(f"{source} carries no tokenizer; it was not written by this project")
+    tokenizer = Tokenizer.from_bytes(info["model"].numpy().tobytes(), cache_dir=cache_dir)
+    if tokenizer.sha256 != info["sha256"]:
+        raise CheckpointError(f"tokenizer stored in {source} does not match its recorded sha256")
+    return tokenizer

@@ -21,6 +21,7 @@ from sacrebleu.metrics import CHRF
 from sacrebleu.significance import PairedTest
 
 from mt.checkpoint import load_checkpoint
+from mt.device import resolve_device
 from mt.errors import MTError, require_values
 from mt.metrics import Score, bleu_metric, corpus_score
 from mt.simul.evaluate import SimulResult, format_latency, translate_simul
@@ -66,7 +67,7 @@ def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compar
     """The model that ``ckpt=`` (file, run folder, best/last of ``run=``) or ``model_dir=`` (export) names."""
     from mt.export.load import export_format, load_exported
 
-    device = cfg.device if cfg.device != "auto" else ("cuda" if _cuda() else "cpu")
+    device = resolve_device(str(cfg.device))
     if not compare:
         if ckpt is None and model_dir is None and cfg.run is None:
             raise MTError("missing required value(s): ckpt; set ckpt=PATH (a .ckpt file or a training run folder), "
@@ -99,12 +100,6 @@ def _check_writable(path: Path) -> None:
     if path.is_dir() or not os.access(path.parent, os.W_OK):
         why = "it is a folder" if path.is_dir() else "its folder is not writable"
         raise InputError(f"output={path} cannot be written ({why}); choose another output file or -")
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def _references(cfg: DictConfig, n: int, what: str) -> list[list[str]] | None:

@@ -20,6 +20,7 @@ from mt.checkpoint import (
     CheckpointError,
     average_checkpoints,
     check_model_state,
+    checkpoint_tokenizer,
     load_checkpoint,
     model_state,
     remove_stale_temp_files,
@@ -90,10 +91,11 @@ def build_module(cfg: DictConfig, vocab_size: int, tokenizer: Tokenizer | None =
                              tokenizer=tokenizer, references=references)
 
 
-def _fitting_checkpoint(cfg: DictConfig, option: str, path: str, module: TranslationModule, tokenizer_sha: str,
-                        hint: str) -> dict:
-    """Load the checkpoint at ``path`` (given as ``cfg.<option>``); check it fits this run's tokenizer and model."""
-    ckpt = load_checkpoint(path)
+def _fitting_checkpoint(cfg: DictConfig, option: str, path: str | dict, module: TranslationModule,
+                        tokenizer_sha: str, hint: str) -> dict:
+    """The checkpoint at ``path`` (given as ``cfg.<option>``; or already loaded), checked to fit this run's
+    tokenizer and model."""
+    ckpt = load_checkpoint(path) if not isinstance(path, dict) else path
     if ckpt.get("tokenizer", {}).get("sha256") != tokenizer_sha:
         raise CheckpointError(f"{option}={cfg[option]} was trained with another tokenizer than data="
                               f"{cfg.data.name} {cfg.data.src}-{cfg.data.tgt} builds; {hint}")
@@ -119,7 +121,10 @@ def train(cfg: DictConfig) -> TrainResult:
     ckpt_path = resolve_ckpt_path(cfg.ckpt_path, output_dir)
     L.seed_everything(cfg.seed, workers=True)
 
-    dm = TranslationDataModule(cfg.data, cfg.paths, seed=cfg.seed)
+    init = load_checkpoint(cfg.init_from) if cfg.init_from else None
+    # fine-tuning keeps the checkpoint's tokenizer (its ids are the model's), unless data.tokenizer.path names one
+    reuse = checkpoint_tokenizer(init, cfg.init_from, cfg.paths.cache_dir) if init and not cfg.data.tokenizer.path else None
+    dm = TranslationDataModule(cfg.data, cfg.paths, seed=cfg.seed, tokenizer=reuse)
     dm.prepare_data()
     tokenizer = dm.tokenizer
     references = EvalReferences(dm.references("validation"), {name: dm.references(name) for name in dm.test_names})
@@ -127,9 +132,9 @@ def train(cfg: DictConfig) -> TrainResult:
     n_params = module.model.num_parameters()
     log.info("model %s: %s parameters (%.2fM), vocabulary %d", cfg.model._target_.rsplit(".", 1)[-1],
              f"{n_params:,}", n_params / 1e6, tokenizer.vocab_size)
-    if cfg.init_from:
-        init = _fitting_checkpoint(cfg, "init_from", cfg.init_from, module, tokenizer.sha256,
-                                   "fine-tune on data with the same tokenizer")
+    if init is not None:
+        _fitting_checkpoint(cfg, "init_from", init, module, tokenizer.sha256,
+                            "leave data.tokenizer.path unset to fine-tune with the checkpoint's own tokenizer")
         module.model.load_state_dict(model_state(init))  # checked to fit above
         log.info("initialised weights from %s (optimizer and counters start fresh)", cfg.init_from)
     if ckpt_path:  # a misfit is one line now, not Lightning's multi-line state-dict error inside fit

@@ -22,6 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from mt.checkpoint import load_checkpoint
+from mt.device import resolve_device
 from mt.errors import MTError, one_line_errors, require_values
 from mt.simul.agent import WaitKAgent
 from mt.translate import model_from_checkpoint, search_config, source_limit
@@ -72,9 +73,7 @@ def stream(cfg: DictConfig, fd: int = 0, out: TextIO = sys.stdout) -> int:
     if search.beam_size != 1:
         raise MTError(f"decode.beam_size={search.beam_size}: mt.stream decodes greedily (decode.beam_size=1); "
                       "beam search within wait-k is available in evaluate.py decode=wait_k")
-    device = str(cfg.device)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(str(cfg.device))
     model = model.to(device).eval()
     agent = WaitKAgent(model, tokenizer, int(cfg.decode.wait_k), search, source_limit(model, cfg.decode))
     lines, started = 0, False

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from abc import ABC, abstractmethod
@@ -15,7 +14,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mt.batch import EOS_ID, Batch
-from mt.checkpoint import CheckpointError, load_checkpoint, load_model_state, model_state
+from mt.checkpoint import (
+    CheckpointError,
+    checkpoint_tokenizer,
+    load_checkpoint,
+    load_model_state,
+    model_state,
+)
+from mt.device import autocast_for, resolve_device
 from mt.errors import MTError
 from mt.models import build_model
 from mt.models.base import Seq2Seq
@@ -107,17 +113,6 @@ def fit_batch(batch: Batch, max_src: int | None, max_tgt: int | None) -> tuple[B
     if src is batch.src and tgt_in is batch.tgt_in:
         return batch, 0
     return Batch(src, lengths, batch.ids, tgt_in, tgt_out), n_cut
-
-
-def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """Autocast context for inference in ``precision`` (32, bf16, 16)."""
-    precision = str(precision).split("-")[0]
-    if precision in ("32", "64"):
-        return contextlib.nullcontext()
-    dtype = {"bf16": torch.bfloat16, "16": torch.float16}.get(precision)
-    if dtype is None:
-        raise ValueError(f"precision={precision!r} is unknown; use 32, bf16 or 16")
-    return torch.autocast(device.type, dtype=dtype)
 
 
 class TranslatorBase(ABC):
@@ -213,7 +208,7 @@ class Translator(TranslatorBase):
         model, tokenizer = model_from_checkpoint(ckpt, str(ckpt_path), cache_dir)
         if decode_cfg is None:
             decode_cfg = ckpt["hyper_parameters"]["decode"]
-        return cls(model, tokenizer, decode_cfg, _device(device), precision)
+        return cls(model, tokenizer, decode_cfg, resolve_device(device), precision)
 
     @staticmethod
     def from_pretrained(path: str | Path, decode_cfg: DictConfig | dict | None = None, engine: str = "auto",
@@ -224,26 +219,14 @@ class Translator(TranslatorBase):
         its default)."""
         from mt.export.load import load_exported
 
-        return load_exported(path, decode_cfg, engine, _device(device), precision, threads).translator
-
-
-def _device(device: str | torch.device) -> str | torch.device:
-    if str(device) == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+        return load_exported(path, decode_cfg, engine, resolve_device(device), precision, threads).translator
 
 
 def model_from_checkpoint(ckpt: dict, source: str, cache_dir: str | Path | None = None
                           ) -> tuple[Seq2Seq, Tokenizer]:
     """Rebuild the model and its tokenizer from a loaded checkpoint dictionary."""
-    hp = ckpt["hyper_parameters"]
-    tok_info = ckpt.get("tokenizer")
-    if not tok_info or "model" not in tok_info:
-        raise CheckpointError(f"{source} carries no tokenizer; it was not written by this project")
-    tokenizer = Tokenizer.from_bytes(tok_info["model"].numpy().tobytes(), cache_dir=cache_dir)
-    if tokenizer.sha256 != tok_info["sha256"]:
-        raise CheckpointError(f"tokenizer stored in {source} does not match its recorded sha256")
-    model = build_model(OmegaConf.create(hp["model"]), tokenizer.vocab_size)
+    tokenizer = checkpoint_tokenizer(ckpt, source, cache_dir)
+    model = build_model(OmegaConf.create(ckpt["hyper_parameters"]["model"]), tokenizer.vocab_size)
     load_model_state(model, model_state(ckpt), source)
     return model.eval(), tokenizer
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mt.device import autocast_for
 from mt.simul.latency import CorpusLatency, corpus_latency
 from mt.simul.search import SimulHypothesis, translate_wait_k
 from mt.simul.words import pieces, source_word_delays, target_word_delays
-from mt.translate import Translator, autocast_for
+from mt.translate import Translator
 
 
 @dataclass
