@@ -199,7 +199,8 @@ class TranslationModule(LightningModule):
         """True when the user limited evaluation batches, so a partial hypothesis set is expected."""
         t = self.trainer
         limit = t.limit_test_batches if t.testing else t.limit_val_batches
-        return bool(t.fast_dev_run) or limit != 1.0
+        # an int is a number of batches (limit_val_batches=1 is one batch); only the float 1.0 means "all of them"
+        return bool(t.fast_dev_run) or not (isinstance(limit, float) and limit == 1.0)
 
     def _report(self, split: str, score: Score, hyps: list[str], refs: list[str]) -> None:
         n = int(self.hparams.train["log_samples"])

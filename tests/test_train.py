@@ -117,6 +117,26 @@ def test_init_from_and_averaging(tmp_path, cache):
                             [f"init_from={first.best_checkpoint}"]))
 
 
+def test_fine_tuning_on_other_data_keeps_the_checkpoint_tokenizer(tmp_path, cache):
+    """init_from on a different slice (its own tokenizer would differ) fine-tunes with the checkpoint's tokenizer."""
+    first = train(compose_train(tiny_overrides("transformer", tmp_path / "a", cache, limit=200) +
+                                ["test_after_fit=false"]))
+    own = load_checkpoint(first.last_checkpoint)["tokenizer"]["sha256"]
+    other = tiny_overrides("transformer", tmp_path / "b", cache, limit=120) + ["data.src=de", "data.tgt=en"]
+    fresh = train(compose_train(other + ["trainer.max_steps=1", "test_after_fit=false"]))
+    assert load_checkpoint(fresh.last_checkpoint)["tokenizer"]["sha256"] != own  # that data trains another one
+    tuned = train(compose_train(other + [f"init_from={first.last_checkpoint}", "test_after_fit=false"]))
+    assert tuned.global_step > 0 and load_checkpoint(tuned.last_checkpoint)["tokenizer"]["sha256"] == own
+
+
+def test_one_validation_batch_scores_that_batch(tmp_path, cache):
+    """limit_val_batches=1 (an int: one batch, not "all") validates a subset instead of failing the count check."""
+    result = train(compose_train(tiny_overrides("lstm", tmp_path / "run", cache) + [
+        "trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"]))
+    assert result.best_bleu is not None
+    assert 0 < result.test["test_2016_flickr"]["n_sentences"] < 200
+
+
 def test_missing_resume_checkpoint_is_an_error(tmp_path, cache):
     with pytest.raises(MTError, match="does not exist"):
         train(compose_train(tiny_overrides("lstm", tmp_path / "run", cache) + ["ckpt_path=last"]))
