@@ -10,6 +10,9 @@ from mt.config import CONF_DIR, compose
 from mt.data import TranslationDataModule
 from mt.device import LIGHTNING, autocast_for, resolve_device, short_precision
 from mt.errors import MTError, one_line_errors
+from mt.evaluate import PairedSignificance, paired_significance
+from mt.export import ExportError
+from mt.export.command import export_model
 from mt.loss import label_smoothed_nll
 from mt.metrics import Score, corpus_score
 from mt.models import DecoderState, EncoderOut, ModelTraits, Seq2Seq, build_model, reorder_state
@@ -21,14 +24,23 @@ from mt.simul import CorpusLatency, corpus_latency, wait_k_visibility
 from mt.simul.evaluate import SimulResult, translate_simul
 from mt.textio import atomic_write_text
 from mt.tokenizer import Tokenizer
-from mt.translate import Translator, decode_batch, model_from_checkpoint, search_config
+from mt.translate import (
+    ScoredTranslation,
+    Translator,
+    decode_batch,
+    model_from_checkpoint,
+    resolve_checkpoint,
+    search_config,
+)
 
 __all__ = [
     "BOS_ID", "Batch", "CONF_DIR", "CheckpointError", "CorpusLatency", "DecoderState", "EOS_ID", "EncoderOut",
-    "EvalReferences", "LIGHTNING", "MTError", "ModelTraits", "PAD_ID", "Score", "SearchConfig", "Seq2Seq",
-    "SimulResult", "Tokenizer", "TrainResult", "TranslationDataModule", "TranslationModule", "Translator",
-    "UNK_ID", "atomic_write_text", "autocast_for", "build_model", "build_module", "compose", "corpus_latency",
-    "corpus_score", "csv_versions", "decode_batch", "label_smoothed_nll", "load_checkpoint", "metric_rows",
-    "model_from_checkpoint", "one_line_errors", "reorder_state", "resolve_device", "search", "search_config",
-    "short_precision", "train", "translate_simul", "wait_k_visibility",
+    "EvalReferences", "ExportError", "LIGHTNING", "MTError", "ModelTraits", "PAD_ID", "PairedSignificance",
+    "Score", "ScoredTranslation", "SearchConfig", "Seq2Seq", "SimulResult", "Tokenizer", "TrainResult",
+    "TranslationDataModule", "TranslationModule", "Translator", "UNK_ID", "atomic_write_text", "autocast_for",
+    "build_model", "build_module", "compose", "corpus_latency", "corpus_score", "csv_versions",
+    "decode_batch", "export_model", "label_smoothed_nll", "load_checkpoint", "metric_rows",
+    "model_from_checkpoint", "one_line_errors", "paired_significance", "reorder_state", "resolve_checkpoint",
+    "resolve_device", "search", "search_config", "short_precision", "train", "translate_simul",
+    "wait_k_visibility",
 ]

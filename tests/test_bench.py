@@ -115,3 +115,29 @@ def test_bench_smoke(tmp_path: Path) -> None:
 def test_bench_rejects_unknown_sections(tmp_path: Path) -> None:
     r = run_module("mtlab.bench", f"hydra.run.dir={tmp_path}", "sections=[throughput,speed]")
     assert r.returncode == 2 and "unknown speed" in r.stderr
+
+
+def test_bench_export_and_data_sections(tmp_path: Path) -> None:
+    """sections=[export,data]: CTranslate2 vs our search on a trained checkpoint; preparation against corpus size."""
+    pytest.importorskip("ctranslate2")
+    from mt.pipeline import train
+    from tests.utils import compose_train, tiny_overrides
+
+    trained = train(compose_train(tiny_overrides("transformer", tmp_path / "run", tmp_path / "cache") +
+                                  ["test_after_fit=false"]))
+    out = tmp_path / "bench"
+    r = run_module("mtlab.bench", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_DATA,
+                   "threads=1", "sections=[export,data]", "models=[transformer]",
+                   f"+ckpts.transformer={trained.last_checkpoint}", "export.max_sentences=20", "export.beams=[1]",
+                   "export.threads=1", "data_scale.pairs=[2000]",
+                   'data_scale.overrides=["data.tokenizer.vocab_size=300","data.tokenizer.hard_vocab_limit=false"]',
+                   "device=cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((out / "bench.json").read_text())
+    engines = {(x["engine"], x["weights"]) for x in res["export"]["rows"]}
+    assert engines == {("torch", "float32"), ("ctranslate2", "float32"), ("ctranslate2", "int8")}
+    assert all(x["sentences"] == 20 and x["sent_s"] > 0 for x in res["export"]["rows"])
+    (point,) = res["data"]["rows"]
+    assert point["pairs"] == 2000 and point["first_peak_rss_mb"] > 0 and point["cached_s"] > 0
+    assert "CTranslate2" in r.stdout and "Data preparation against corpus size" in r.stdout
+    assert not (out / "data_scale").exists()  # the synthetic corpora are removed

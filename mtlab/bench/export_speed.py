@@ -17,8 +17,7 @@ from pathlib import Path
 
 import torch
 
-from mt.api import Translator, corpus_score, load_checkpoint
-from mt.export.command import export_model  # TODO(lead): re-export from mt.api
+from mt.api import Translator, corpus_score, export_model, load_checkpoint
 
 
 @dataclass

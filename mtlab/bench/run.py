@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
@@ -12,8 +13,20 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from mt.api import LIGHTNING, MTError, TranslationDataModule, atomic_write_text, compose, resolve_device
+from mt.api import (
+    LIGHTNING,
+    ExportError,
+    MTError,
+    TranslationDataModule,
+    atomic_write_text,
+    compose,
+    resolve_device,
+)
+from mtlab.bench.data_scale import measure_data_scale
+from mtlab.bench.data_scale import rows as scale_rows
+from mtlab.bench.data_scale import to_json as scale_json
 from mtlab.bench.decoding import measure_decoding
+from mtlab.bench.export_speed import export_speed
 from mtlab.bench.memory import measure_curves
 from mtlab.bench.models import ModelSpec, model_specs
 from mtlab.bench.streaming import measure_streaming
@@ -23,7 +36,7 @@ from mtlab.bench.throughput import measure, synthetic_batches
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "memory", "decoding", "streaming")
+SECTIONS = ("throughput", "memory", "decoding", "streaming", "export", "data")
 
 
 def _check(cfg: DictConfig) -> None:
@@ -88,6 +101,38 @@ def run_streaming(cfg: DictConfig, vocab_size: int, device: torch.device) -> dic
     return measure_streaming(models, vocab_size, lengths, device, int(s.wait_k), int(s.window), int(cfg.seed))
 
 
+def run_export(specs: dict[str, ModelSpec], dm: TranslationDataModule, cfg: DictConfig) -> dict:
+    """Decoding speed of each trained checkpoint: this project's search vs its CTranslate2 export (fp32, int8)."""
+    e = cfg.export
+    n = e.max_sentences
+    sources, refs = dm.sources("validation"), dm.references("validation")
+    sources, refs = (sources, refs) if n is None else (sources[: int(n)], refs[: int(n)])
+    out: dict = {"sentences": len(sources), "threads": int(e.threads), "rows": [], "skipped": {}}
+    for preset, spec in specs.items():
+        if spec.ckpt is None:
+            out["skipped"][preset] = "no checkpoint (ckpts.<preset>=PATH)"
+            continue
+        try:
+            rows = export_speed(spec.ckpt, sources, refs, tgt_lang=str(cfg.data.tgt), beams=tuple(map(int, e.beams)),
+                                threads=int(e.threads), quantizations=tuple(e.quantizations))
+        except ExportError as err:  # the model says it cannot be converted (e.g. an LSTM)
+            out["skipped"][preset] = str(err)
+            continue
+        out["rows"] += [dict(r.as_dict(), preset=preset) for r in rows]
+    return out
+
+
+def run_data_scale(cfg: DictConfig, out_dir: Path) -> dict:
+    """Preparation time and peak memory against corpus size (synthetic corpora built from Multi30k's train set)."""
+    d = cfg.data_scale
+    workdir = Path(d.workdir) if d.workdir else out_dir / "data_scale"
+    points = measure_data_scale([int(n) for n in d.pairs], workdir, Path(cfg.paths.data_dir) / "multi30k",
+                                src=str(cfg.data.src), tgt=str(cfg.data.tgt), overrides=list(d.overrides))
+    if not d.keep_corpora:  # they take GBs at millions of pairs
+        shutil.rmtree(workdir, ignore_errors=True)
+    return {"rows": scale_rows(points), "points": scale_json(points)}
+
+
 def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
     """Run the sections in ``cfg.sections``; write ``out_dir/bench.json``; return everything as plain data."""
     _check(cfg)
@@ -121,6 +166,10 @@ def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
                                 "curves": [c.as_dict() for c in curves]}
         elif section == "streaming":
             results[section] = run_streaming(cfg, vocab_size, device)
+        elif section == "export":
+            results[section] = run_export(specs, dm, cfg)
+        elif section == "data":
+            results[section] = run_data_scale(cfg, out_dir)
         else:
             results[section] = measure_decoding(specs, dm.tokenizer, vocab_size, dm.sources("validation"),
                                                 cfg.decode, device, cfg.decoding, int(cfg.seed))

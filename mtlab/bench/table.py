@@ -128,5 +128,17 @@ def render(results: dict) -> str:
         s = results["streaming"]
         parts.append(f"Streaming: cost per incoming source token (wait-{s['wait_k']}, random weights, median of "
                      f"{s['window']} tokens around each length)\n" + format_streaming(s))
+    if "export" in results:
+        e = results["export"]
+        rows = [[r["preset"], r["engine"], r["weights"], r["beam"], r["sent_s"], r["tok_s"], r["bleu"]] for r in e["rows"]]
+        skipped = "".join(f"\n  {p}: skipped ({why})" for p, why in e["skipped"].items())
+        parts.append(f"Decoding speed: this project's search vs CTranslate2 ({e['sentences']} validation sentences, "
+                     f"{e['threads']} threads)\n" + format_table(["model", "engine", "weights", "beam", "sentences/s",
+                                                                   "tokens/s", "BLEU"], rows) + skipped)
+    if "data" in results:
+        rows = [[r["pairs"], r["kept"], r["first_s"], r["first_peak_rss_mb"], r["cached_s"], r["cached_peak_rss_mb"],
+                 r["us_per_pair"]] for r in results["data"]["rows"]]
+        parts.append("Data preparation against corpus size (python -m mt.data in a fresh process each)\n" + format_table(
+            ["pairs", "kept", "first s", "first peak RSS MB", "cached s", "cached peak RSS MB", "us/pair"], rows))
     parts.append(render_targets(results["targets"]))
     return "\n\n".join(parts) + "\n"
