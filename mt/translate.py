@@ -23,7 +23,7 @@ from mt.checkpoint import (
 )
 from mt.device import autocast_for, resolve_device
 from mt.errors import MTError
-from mt.models import build_model
+from mt.models import build_model, foreign_targets
 from mt.models.base import Seq2Seq
 from mt.search import Hypothesis, SearchConfig, search
 from mt.simul.search import translate_wait_k
@@ -226,6 +226,9 @@ def model_from_checkpoint(ckpt: dict, source: str, cache_dir: str | Path | None 
                           ) -> tuple[Seq2Seq, Tokenizer]:
     """Rebuild the model and its tokenizer from a loaded checkpoint dictionary."""
     tokenizer = checkpoint_tokenizer(ckpt, source, cache_dir)
+    if bad := foreign_targets(ckpt["hyper_parameters"]["model"]):  # a crafted config must not run other code
+        raise CheckpointError(f"{source}: model class {bad[0]!r} is not one of this project's models; refusing to "
+                              "build it")
     model = build_model(OmegaConf.create(ckpt["hyper_parameters"]["model"]), tokenizer.vocab_size)
     load_model_state(model, model_state(ckpt), source)
     return model.eval(), tokenizer

@@ -308,3 +308,18 @@ def test_disk_full_error_with_a_file_name_is_one_line_other_os_errors_are_not_hi
     assert capsys.readouterr().err.startswith(f"error: no space left on device while writing {tmp_path}/cache/")
     with pytest.raises(PermissionError), one_line_errors():
         raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+
+
+def test_checkpoint_naming_a_foreign_class_is_refused(run, tmp_path):
+    """A checkpoint's model config may only name this project's classes: nothing else is instantiated."""
+    from mt.checkpoint import atomic_torch_save
+    from mt.translate import model_from_checkpoint
+
+    ckpt = load_checkpoint(run["ckpt"])
+    ckpt["hyper_parameters"]["model"]["_target_"] = "subprocess.call"
+    with pytest.raises(CheckpointError, match="'subprocess.call' is not one of this project's models"):
+        model_from_checkpoint(ckpt, "crafted.ckpt")
+    atomic_torch_save(ckpt, tmp_path / "crafted.ckpt")
+    r = cli("evaluate.py", f"ckpt={tmp_path / 'crafted.ckpt'}", f"hydra.run.dir={tmp_path / 'ev'}", "input=-",
+            stdin=b"A dog.\n")
+    assert_one_line_error(r, "not one of this project's models")

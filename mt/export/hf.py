@@ -22,7 +22,7 @@ from mt.export import ExportError
 from mt.export.card import model_card
 from mt.export.folder import staged_folder, write_bytes
 from mt.export.source import FORMAT_VERSION, ExportSource
-from mt.models import build_model
+from mt.models import MODEL_PACKAGE, build_model, foreign_targets
 from mt.models.base import Seq2Seq
 from mt.tokenizer import Tokenizer
 
@@ -30,7 +30,6 @@ WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 ALIASES_KEY = "tied_aliases"  # safetensors metadata: JSON {alias name: stored name}
-MODEL_PACKAGE = "mt.models."
 
 
 def write_hf(src: ExportSource, out: Path, overwrite: bool = False) -> Path:
@@ -76,22 +75,10 @@ def read_config(path: Path) -> dict[str, Any]:
     if config.get("format_version") != FORMAT_VERSION:
         raise ExportError(f"{path} has export format version {config.get('format_version')}, this version of mt "
                           f"reads {FORMAT_VERSION}; re-export the model with this version")
-    _check_targets(config["model"], path)
+    if bad := foreign_targets(config["model"]):
+        raise ExportError(f"{path}: model class {bad[0]!r} is not one of this project's models ({MODEL_PACKAGE}*); "
+                          "refusing to build it")
     return config
-
-
-def _check_targets(node: Any, path: Path) -> None:
-    """Every ``_target_`` of the model config must be a class of this project's models (no arbitrary code)."""
-    if isinstance(node, dict):
-        target = node.get("_target_")
-        if target is not None and not str(target).startswith(MODEL_PACKAGE):
-            raise ExportError(f"{path}: model class {target!r} is not one of this project's models "
-                              f"({MODEL_PACKAGE}*); refusing to build it")
-        for value in node.values():
-            _check_targets(value, path)
-    elif isinstance(node, list):
-        for value in node:
-            _check_targets(value, path)
 
 
 def read_tokenizer(folder: Path, config: dict[str, Any]) -> Tokenizer:

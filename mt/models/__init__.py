@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -9,7 +11,21 @@ from mt.models.base import DecoderState, EncoderOut, ModelTraits, Seq2Seq, reord
 from mt.models.composed import Decoder, Encoder, EncoderDecoder
 
 __all__ = ["Decoder", "DecoderState", "Encoder", "EncoderDecoder", "EncoderOut", "ModelTraits", "Seq2Seq",
-           "build_model", "reorder_state", "visibility_mask"]
+           "MODEL_PACKAGE", "build_model", "foreign_targets", "reorder_state", "visibility_mask"]
+
+
+MODEL_PACKAGE = "mt.models."  # a config read from a file may only name classes and builders from here
+
+
+def foreign_targets(node: Any) -> list[str]:
+    """Every ``_target_`` in a (plain) model config that is not in this project's models package."""
+    if isinstance(node, dict):
+        own = node.get("_target_")
+        found = [str(own)] if own is not None and not str(own).startswith(MODEL_PACKAGE) else []
+        return found + [t for v in node.values() for t in foreign_targets(v)]
+    if isinstance(node, list):
+        return [t for v in node for t in foreign_targets(v)]
+    return []
 
 
 def build_model(model_cfg: DictConfig, vocab_size: int) -> Seq2Seq:
