@@ -16,7 +16,6 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mt.errors import MTError
-from mt.lightning_private import PeriodicCheckpoint  # noqa: F401  (conf: mt.checkpoint.PeriodicCheckpoint)
 from mt.textio import atomic_open
 from mt.tokenizer import Tokenizer
 

@@ -29,7 +29,7 @@ from mt.pipeline import train
 from mt.preflight import check_output_dir
 from mt.textio import InputError
 from mt.translate import Translator
-from tests.test_data_corpus import WORDS, sentences, text_corpus, write
+from tests.corpora import WORDS, sentences, text_corpus, write
 from tests.utils import CONF, ROOT, SHARED_DATA, compose_train, tiny_overrides
 
 

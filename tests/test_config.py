@@ -142,7 +142,7 @@ def test_callbacks_default_composes_one_file_per_callback():
     cfg = compose_train(["paths.output_dir=/tmp/x"])
     targets = {name: node._target_ for name, node in cfg.callbacks.items()}
     assert targets == {"checkpoint": "lightning.pytorch.callbacks.ModelCheckpoint",
-                       "periodic_checkpoint": "mt.checkpoint.PeriodicCheckpoint",
+                       "periodic_checkpoint": "mt.lightning_private.PeriodicCheckpoint",
                        "early_stopping": "lightning.pytorch.callbacks.EarlyStopping",
                        "lr_monitor": "lightning.pytorch.callbacks.LearningRateMonitor"}
     for name in targets:  # each one is its own file

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
@@ -12,37 +11,9 @@ from datasets import Dataset, DatasetDict
 from mt.data import DataConfig, DataError, TranslationDataModule, prepare
 from mt.data import download as download_mod
 from mt.data.download import ensure_files, file_url
+from tests.corpora import WORDS, sentences, text_corpus, write
 
 TINY_TOKENIZER = ["data.tokenizer.vocab_size=100", "data.tokenizer.hard_vocab_limit=false"]
-WORDS = "dog cat man woman child ball park street water red blue green runs jumps sits plays".split()
-
-
-def sentences(n: int, lang: str, offset: int = 0) -> list[str]:
-    """Deterministic toy sentences; line i of every language 'translates' line i."""
-    return [
-        f"{lang} {WORDS[(i + offset) % len(WORDS)]} {WORDS[(3 * i + offset) % len(WORDS)]} {i}"
-        for i in range(n)
-    ]
-
-
-def write(path: Path, lines: list[str] | bytes, gz: bool = False, eol: str = "\n") -> Path:
-    data = lines if isinstance(lines, bytes) else "".join(line + eol for line in lines).encode("utf-8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        data = gzip.compress(data)
-    path.write_bytes(data)
-    return path
-
-
-def text_corpus(folder: Path, n: int = 40, langs: tuple[str, str] = ("xx", "yy"), gz: bool = False) -> Path:
-    """A clean corpus for data=text: {train,valid,test}.{xx,yy}."""
-    for split, size in (("train", n), ("valid", 8), ("test", 6)):
-        for lang in langs:
-            write(folder / f"{split}.{lang}", sentences(size, lang), gz=gz)
-    return folder
-
-
 def text_cfg(compose_cfg, folder: Path, cache: Path, *extra: str):
     return compose_cfg(
         "data=text",

@@ -68,7 +68,7 @@ def test_resume_mid_epoch_and_at_epoch_end_equals_uninterrupted_run(tmp_path, ca
               "callbacks.checkpoint.save_top_k=1",  # epoch 1 does not beat epoch 0: no best-k save at its end
               "callbacks.periodic_checkpoint.every_n_train_steps=5"]  # ... so only this one refreshes last.ckpt
     ref = train(compose_train(tiny_overrides("lstm", tmp_path / "ref", cache) + common + [
-        "+callbacks.every._target_=mt.checkpoint.PeriodicCheckpoint", f"+callbacks.every.dirpath={every}",
+        "+callbacks.every._target_=mt.lightning_private.PeriodicCheckpoint", f"+callbacks.every.dirpath={every}",
         "+callbacks.every.every_n_train_steps=1", "+callbacks.every.save_top_k=-1",
         "+callbacks.every.filename='s{step}'", "+callbacks.every.auto_insert_metric_name=false"]))
     n = ref.global_step // 2  # steps per epoch

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mt.search import SearchConfig, search
-from tests.test_models import make_src, tiny_model
+from tests.model_cases import make_src, tiny_model
 
 VARIANTS = ["linear_transformer", "linear_transformer_linear_cross", "hybrid"]
 

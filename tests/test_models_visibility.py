@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mt.models import EncoderOut, Seq2Seq
-from tests.test_models import VARIANTS, init_state, make_src, make_tgt_in, tiny_model
+from tests.model_cases import VARIANTS, init_state, make_src, make_tgt_in, tiny_model
 
 
 def wait_k(lengths: torch.Tensor, steps: int, k: int) -> torch.Tensor:
