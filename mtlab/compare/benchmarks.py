@@ -20,8 +20,9 @@ def bench_config(cfg: DictConfig, ckpts: dict[str, str], out_dir: Path) -> DictC
     """conf/bench.yaml + ``cfg.bench_overrides``, with this comparison's models, checkpoints, data and device."""
     bench = compose("bench", [str(o) for o in cfg.bench_overrides])
     OmegaConf.set_struct(bench, False)  # checkpoints and models are added below
+    models = list(cfg.bench_models or cfg.models)
     return OmegaConf.merge(bench, {
-        "models": list(cfg.models), "ckpts": ckpts, "model_overrides": {}, "device": cfg.device,
+        "models": models, "ckpts": {p: c for p, c in ckpts.items() if p in models}, "model_overrides": {}, "device": cfg.device,
         "seed": cfg.seed, "paths": OmegaConf.merge(cfg.paths, {"output_dir": str(out_dir)}), "data": cfg.data,
         "decode": cfg.decode})
 
