@@ -86,6 +86,17 @@ class OneOf(Rule):
 
 
 @dataclass(frozen=True)
+class Text(Rule):
+    """A non-empty string (a path, a name)."""
+
+    def ok(self, value: Any) -> bool:
+        return isinstance(value, str) and value.strip() != ""
+
+    def __str__(self) -> str:
+        return "a non-empty string"
+
+
+@dataclass(frozen=True)
 class Nullable(Rule):
     """null, or what ``rule`` allows."""
 
@@ -186,6 +197,9 @@ RULES: dict[str, Rule] = {
     "data.tokenizer.hard_vocab_limit": BOOL,
     "data.tokenizer.input_sentence_size": COUNT,
     "data.tokenizer.num_threads": POSITIVE,
+    "data.tokenizer.path": Nullable(Text()),
+    "data.streaming": BOOL,
+    "data.shard_size": POSITIVE,
     "model.*dropout": PROBABILITY,  # generic model keys, whatever the architecture
     "model.*_layers": POSITIVE,
     "model.*_dim": POSITIVE,
