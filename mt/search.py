@@ -53,6 +53,24 @@ class Hypothesis:
     log_prob: float
 
 
+def best_unfinished(top_scores: Tensor, top_beam: Tensor, top_tok: Tensor, is_eos: Tensor, beam: int
+                    ) -> tuple[Tensor, Tensor, Tensor]:
+    """The best ``beam`` non-EOS candidates of each sentence stay alive (a stable sort keeps the score order).
+
+    top_* and is_eos: (N, 2K) candidates -> scores (N, K), state rows into the (N * K) beam (N * K,), tokens (N * K,).
+    """
+    n = top_scores.size(0)
+    _, order = torch.sort(is_eos.to(torch.int8), dim=1, stable=True)  # (N, 2K) non-EOS first
+    keep = order[:, :beam]  # (N, K)
+    rows = (top_beam.gather(1, keep) + torch.arange(n, device=top_beam.device)[:, None] * beam).view(-1)
+    return top_scores.gather(1, keep), rows, top_tok.gather(1, keep).view(-1)
+
+
+def still_active(n_finished: list[int], beam: int, step: int, max_len: Tensor) -> Tensor:
+    """(N,) bool: sentences with fewer than ``beam`` finished hypotheses that are still below their max length."""
+    return (torch.tensor(n_finished, device=max_len.device) < beam) & (step < max_len)
+
+
 def length_penalty(length: int, alpha: float) -> float:
     """GNMT length penalty ((5 + length) / 6) ** alpha; length counts the EOS."""
     return ((5.0 + length) / 6.0) ** alpha
@@ -154,16 +172,8 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchCon
                 lp = float(top_scores[i, j])
                 hyps.append(Hypothesis(seqs[i * beam + int(top_beam[i, j])].tolist(), lp / penalty, lp))
 
-        # the best K non-EOS candidates stay alive (stable sort keeps the score order)
-        _, order = torch.sort(is_eos.to(torch.int8), dim=1, stable=True)  # (N, 2K) non-EOS first
-        keep = order[:, :beam]  # (N, K)
-        scores = top_scores.gather(1, keep)  # (N, K)
-        rows = (top_beam.gather(1, keep) + torch.arange(n, device=device)[:, None] * beam).view(-1)  # (N * K,)
-        tokens = top_tok.gather(1, keep).view(-1)  # (N * K,)
-
-        # sentences with K finished hypotheses or at their max length leave the batch
-        n_finished = torch.tensor([len(finished[s]) for s in alive_list], device=device)  # (N,)
-        active = (n_finished < beam) & (step < max_len[alive])  # (N,)
+        scores, rows, tokens = best_unfinished(top_scores, top_beam, top_tok, is_eos, beam)
+        active = still_active([len(finished[s]) for s in alive_list], beam, step, max_len[alive])  # (N,)
         if not bool(active.any()):
             break
         rows = rows.view(n, beam)[active].view(-1)  # (N' * K,)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mt.models.base import Seq2Seq
-from mt.search import SearchConfig, length_penalty, max_lengths
+from mt.search import SearchConfig, best_unfinished, length_penalty, max_lengths, still_active
 from mt.simul.policy import check_k
 from mt.simul.steppers import Stepper, make_stepper
 
@@ -137,13 +137,8 @@ def simul_beam(model: Seq2Seq, src: Tensor, src_lengths: Tensor, k: int, cfg: Se
                 lp = float(top_scores[i, j])
                 hyps.append((prefix[i * beam + int(top_beam[i, j]), 1:].tolist(), lp / penalty, lp, read_list[i]))
 
-        _, order = torch.sort(is_eos.to(torch.int8), dim=1, stable=True)  # (N, 2K) non-EOS first
-        keep = order[:, :beam]  # (N, K)
-        scores = top_scores.gather(1, keep)  # (N, K)
-        rows = (top_beam.gather(1, keep) + torch.arange(n, device=device)[:, None] * beam).view(-1)  # (N * K,)
-        tokens = top_tok.gather(1, keep).view(-1)  # (N * K,)
-        n_finished = torch.tensor([len(finished[s]) for s in alive_list], device=device)  # (N,)
-        active = (n_finished < beam) & (step < max_len[alive])  # (N,)
+        scores, rows, tokens = best_unfinished(top_scores, top_beam, top_tok, is_eos, beam)
+        active = still_active([len(finished[s]) for s in alive_list], beam, step, max_len[alive])  # (N,)
         if not bool(active.any()):
             break
         prefix = torch.cat([prefix[rows], tokens[:, None]], dim=1)  # (N * K, 2 + t)

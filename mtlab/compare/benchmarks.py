@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from mt.api import atomic_write_text, compose
 from mtlab.bench import run_bench
 from mtlab.bench.table import render
+from mtlab.compare.cache import as_json, reusable
 from mtlab.compare.runs import RunOutcome
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,9 @@ def run_benchmarks(cfg: DictConfig, outcomes: dict[str, RunOutcome], out_dir: Pa
     bcfg = bench_config(cfg, ckpts, out_dir)
     stamp = {"checkpoints": {p: [c, Path(c).stat().st_mtime] for p, c in ckpts.items()},
              "config": OmegaConf.to_container(bcfg, resolve=True)}
-    stamp = json.loads(json.dumps(stamp))  # as it reads back from JSON
-    path = out_dir / "bench.json"
-    if path.is_file() and not cfg.rerun_bench:
-        earlier = json.loads(path.read_text())
-        if earlier.get("compare_stamp") == stamp:
-            log.info("benchmarks: reusing %s (same checkpoints and settings; rerun_bench=true to measure again)", path)
-            return earlier
+    stamp, path = as_json(stamp), out_dir / "bench.json"
+    if (earlier := reusable(path, stamp, "compare_stamp", bool(cfg.rerun_bench))) is not None:
+        return earlier
     log.info("benchmarks: measuring (sections %s) into %s", list(bcfg.sections), out_dir)
     results = run_bench(bcfg, out_dir)
     results["compare_stamp"] = stamp

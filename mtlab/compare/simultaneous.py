@@ -26,6 +26,7 @@ from mt.api import (
     resolve_device,
     translate_simul,
 )
+from mtlab.compare.cache import as_json, reusable
 from mtlab.compare.runs import RunOutcome
 
 log = logging.getLogger(__name__)
@@ -52,13 +53,9 @@ def simultaneous_curves(cfg: DictConfig, outcomes: dict[str, RunOutcome], out_di
     stamp = {"settings": _settings(cfg), "checkpoints": {p: [str(outcomes[p].checkpoint()),
                                                            outcomes[p].checkpoint().stat().st_mtime]
                                                        for p in presets}}
-    stamp = json.loads(json.dumps(stamp))
-    path = out_dir / "simultaneous.json"
-    if path.is_file() and not cfg.rerun_bench:
-        earlier = json.loads(path.read_text())
-        if earlier.get("stamp") == stamp:
-            log.info("simultaneous: reusing %s (same checkpoints and settings)", path)
-            return earlier
+    stamp, path = as_json(stamp), out_dir / "simultaneous.json"
+    if (earlier := reusable(path, stamp, "stamp", bool(cfg.rerun_bench))) is not None:
+        return earlier
     sources, refs = _evaluation_set(cfg)
     curves = []
     for preset in presets:
