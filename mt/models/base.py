@@ -113,6 +113,11 @@ class Seq2Seq(nn.Module, ABC):
         """src (B, S), src_lengths (B,), tgt_in (B, T) -> logits (B, T, V)."""
         return self.decode(self.encode(src, src_lengths), tgt_in)
 
+    def cross_attention(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced attention over source positions at each target position (B, T, S), rows summing to 1
+        (multi-head attention: the last decoder layer's, averaged over heads). For alignments and heatmaps."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its attention")
+
     # --- streaming (models whose ``traits.streaming`` is True; the others raise) ---------------------------
     def start_stream(self, batch_size: int, device: torch.device) -> EncoderStream:
         """The encoder's state before reading any source token (batch-first)."""

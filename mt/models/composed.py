@@ -75,6 +75,10 @@ class Decoder(nn.Module, ABC):
         """Append newly read source positions to the memory ``state`` attends to (streaming)."""
         raise MTError(f"{type(self).__name__} cannot attend to a growing source")
 
+    @abstractmethod
+    def cross_attention(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced attention over source positions at each target position (B, T, S); rows sum to 1."""
+
 
 def make_embeddings(vocab_size: int, dim: int, share: bool) -> tuple[nn.Embedding, nn.Embedding]:
     """Source and target embeddings (one module when ``share``), N(0, 1/dim) with a zero PAD row."""
@@ -136,3 +140,6 @@ class EncoderDecoder(Seq2Seq):
 
     def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
         return self.decoder.extend_memory(state, new)
+
+    def cross_attention(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
+        return self.decoder.cross_attention(enc, tgt_in)

@@ -90,8 +90,9 @@ class AttnLSTMDecoder(Decoder):
                     keys=torch.cat([state["keys"], self.attention.project_keys(new.memory)], dim=1),  # (B, S + n, K)
                     mask=torch.cat([state["mask"], new.mask], dim=1))  # (B, S + n)
 
-    def _advance(self, emb: Tensor, state: DecoderState, mask: Tensor) -> tuple[Tensor, DecoderState]:
-        """LSTM + attention over emb (B, T, E') from state; mask (B, T or 1, S) -> attentional hidden (B, T, H)."""
+    def _advance(self, emb: Tensor, state: DecoderState, mask: Tensor) -> tuple[Tensor, DecoderState, Tensor]:
+        """LSTM + attention over emb (B, T, E') from state; mask (B, T or 1, S) -> attentional hidden (B, T, H),
+        the new state and the attention weights (B, T, S)."""
         h0 = state["h"].transpose(0, 1).contiguous()  # (layers, B, H)
         c0 = state["c"].transpose(0, 1).contiguous()  # (layers, B, H)
         out, (h_n, c_n) = self.rnn(emb, (h0, c0))  # out (B, T, H); h_n, c_n (layers, B, H)
@@ -100,30 +101,41 @@ class AttnLSTMDecoder(Decoder):
         new_state = dict(state, h=h_n.transpose(0, 1), c=c_n.transpose(0, 1))  # (B, layers, H)
         if self.input_feeding:
             new_state["feed"] = hidden[:, -1]  # (B, H)
-        return hidden, new_state
+        return hidden, new_state, att.weights
 
     def _logits(self, hidden: Tensor) -> Tensor:
         """Attentional hidden (B, T, H) -> logits (B, T, V)."""
         return self.output(self.out_proj(self.dropout(hidden)))
 
-    def forward(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+    def _teacher_forced(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None
+                        ) -> tuple[Tensor, Tensor]:
+        """Attentional hidden (B, T, H) and attention weights (B, T, S) over the whole target prefix."""
         state = self.init_state(enc)
         mask = visibility_mask(enc.mask, src_visible)  # (B, T or 1, S)
         emb = self.dropout(self.embed(tgt_in))  # (B, T, E)
         if not self.input_feeding:
-            hidden, _ = self._advance(emb, state, mask)  # (B, T, H): one fused LSTM call over all positions
-            return self._logits(hidden)
-        steps = []
+            hidden, _, weights = self._advance(emb, state, mask)  # one fused LSTM call over all positions
+            return hidden, weights
+        steps, weights = [], []
         for t in range(tgt_in.size(1)):
             x = torch.cat([emb[:, t:t + 1], state["feed"][:, None].to(emb.dtype)], dim=-1)  # (B, 1, E + H)
-            hidden, state = self._advance(x, state, mask[:, t:t + 1] if mask.size(1) > 1 else mask)  # (B, 1, H)
+            hidden, state, w = self._advance(x, state, mask[:, t:t + 1] if mask.size(1) > 1 else mask)  # (B, 1, H)
             steps.append(hidden)
-        return self._logits(torch.cat(steps, dim=1))  # (B, T, H) -> (B, T, V)
+            weights.append(w)
+        return torch.cat(steps, dim=1), torch.cat(weights, dim=1)  # (B, T, H), (B, T, S)
+
+    def forward(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+        hidden, _ = self._teacher_forced(enc, tgt_in, src_visible)
+        return self._logits(hidden)  # (B, T, V)
+
+    def cross_attention(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
+        """The attention distribution over source positions at each target position (B, T, S)."""
+        return self._teacher_forced(enc, tgt_in, None)[1]
 
     def step(self, tokens: Tensor, state: DecoderState,
              src_visible: Tensor | None = None) -> tuple[Tensor, DecoderState]:
         x = self.dropout(self.embed(tokens[:, None]))  # (B, 1, E)
         if self.input_feeding:
             x = torch.cat([x, state["feed"][:, None].to(x.dtype)], dim=-1)  # (B, 1, E + H)
-        hidden, state = self._advance(x, state, visibility_mask(state["mask"], src_visible))  # (B, 1, H)
+        hidden, state, _ = self._advance(x, state, visibility_mask(state["mask"], src_visible))  # (B, 1, H)
         return self._logits(hidden)[:, 0], state  # (B, V)

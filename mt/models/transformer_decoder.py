@@ -74,6 +74,14 @@ class TransformerDecoder(Decoder):
         logits, _ = self._run(x, self._cross_kv(enc.memory), cross_mask, caches=None)
         return logits  # (B, T, V)
 
+    def cross_attention(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
+        """The last layer's cross-attention at each target position, averaged over heads (B, T, S)."""
+        x = self.embedding(tgt_in, torch.arange(tgt_in.size(1), device=tgt_in.device))  # (B, T, D)
+        cross, mask = self._cross_kv(enc.memory), enc.mask[:, None, None, :]  # (B, 1, 1, S)
+        for i, layer in enumerate(self.layers[:-1]):
+            x, _ = layer(x, cross[i], mask, None)  # (B, T, D)
+        return self.layers[-1].cross_weights(x, cross[-1], mask).mean(1)  # (B, h, T, S) -> (B, T, S)
+
     def init_state(self, enc: EncoderOut, variant: str) -> DecoderState:
         batch = enc.memory.size(0)
         state: DecoderState = {"src_mask": enc.mask, "pos": enc.mask.new_zeros(batch, dtype=torch.long)}

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mt.models.linear_attention import LinearState, causal_linear_attention, linear_attention
+from mt.models.linear_attention import LinearState, causal_linear_attention, feature_map, linear_attention
 
 SOFTMAX_IMPLS = ("sdpa", "math")  # what ``attention_impl`` may choose
 Cache = dict[str, Tensor]
@@ -131,6 +131,19 @@ class MultiHeadAttention(nn.Module):
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
         return self._merge(out)
 
+    def weights(self, x: Tensor, kv: KV, mask: Tensor | None) -> Tensor:
+        """The attention distribution of queries x (B, T, D) over kv's S positions, per head (B, h, T, S)."""
+        q = self._heads(self.q_proj(x)).float()  # (B, h, T, dh)
+        k = kv.k.float()  # (B, h, S, dh)
+        if self.impl == "linear":  # normalised feature-map products (what linear attention weighs values by)
+            scores = feature_map(q) @ feature_map(k).transpose(-2, -1)  # (B, h, T, S)
+            scores = scores.masked_fill(~mask, 0.0) if mask is not None else scores
+            return scores / scores.sum(-1, keepdim=True).clamp(min=1e-6)
+        scores = q @ k.transpose(-2, -1) * q.size(-1) ** -0.5  # (B, h, T, S)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        return torch.softmax(scores, dim=-1)
+
     @property
     def cache_names(self) -> tuple[str, ...]:
         """Names of the causal self-attention cache's tensors."""
@@ -241,6 +254,12 @@ class DecoderLayer(nn.Module):
         x = self.res_self.output(x, attended)
         x = self.res_cross.output(x, self.cross_attn(self.res_cross.input(x), cross, cross_mask, is_causal=False))
         return self.res_ffn.output(x, self.ffn(self.res_ffn.input(x))), cache
+
+    def cross_weights(self, x: Tensor, cross: KV, cross_mask: Tensor) -> Tensor:
+        """The cross-attention distribution (B, h, T, S) this layer computes for its whole-prefix input x (B, T, D)."""
+        attended, _ = self.self_attn.causal(self.res_self.input(x), None)
+        x = self.res_self.output(x, attended)
+        return self.cross_attn.weights(self.res_cross.input(x), cross, cross_mask)
 
 
 class TokenEmbedding(nn.Module):
