@@ -14,6 +14,7 @@ from torch import Tensor
 
 from mt.batch import BOS_ID, EOS_ID, PAD_ID
 from mt.models.base import Seq2Seq
+from mt.tokenizer import Tokenizer
 
 
 @dataclass
@@ -53,3 +54,14 @@ def attention_matrices(model: Seq2Seq, sources: list[list[int]], targets: list[l
     # row j + 1 of tgt_in holds target token j (row 0 is BOS); it was predicted at position j: use row j
     return [AttentionMatrix(s, t, weights[b, : len(t), : len(s)]) for b, (s, t) in enumerate(zip(sources, targets,
                                                                                                    strict=True))]
+
+
+def align_texts(model: Seq2Seq, tokenizer: Tokenizer, sources: list[str], translations: list[str],
+                max_len: int | None = None, batch_size: int = 64) -> list[AttentionMatrix]:
+    """Attention matrices of raw sentence pairs (both tokenized with ``tokenizer``; sources cut to ``max_len``)."""
+    src_ids = [s[:max_len] if max_len else s for s in tokenizer.encode(sources)]
+    tgt_ids = tokenizer.encode(translations)
+    out: list[AttentionMatrix] = []
+    for start in range(0, len(sources), batch_size):
+        out += attention_matrices(model, src_ids[start:start + batch_size], tgt_ids[start:start + batch_size])
+    return out

@@ -174,6 +174,7 @@ RULES: dict[str, Rule] = {
     "decode.max_tokens": POSITIVE,
     "decode.max_src_len": POSITIVE,
     "decode.policy": OneOf(("full", "wait_k")),
+    "decode.alignments": BOOL,
     "decode.wait_k": POSITIVE,
     "optim.lr": Number(0.0, low_open=True),
     "optim.betas": ListOf(2, PROBABILITY),

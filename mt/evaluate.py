@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from sacrebleu.metrics import CHRF
 from sacrebleu.significance import PairedTest
 
+from mt.align import align_texts, format_alignment
 from mt.checkpoint import load_checkpoint
 from mt.device import resolve_device
 from mt.errors import MTError, require_values
@@ -32,6 +33,7 @@ from mt.translate import (
     TranslatorBase,
     model_from_checkpoint,
     resolve_checkpoint,
+    source_limit,
 )
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,7 @@ def _translate_text(cfg: DictConfig, system: System, other: System | None, out_d
             sources += chunk
             hyps += best
         refs = _references(cfg, len(sources), f"input {name}")
+        _write_alignments(cfg, system, sources, hyps, out_dir / "alignments.input.txt")
     else:
         sources = read_lines(cfg.input)
         refs = _references(cfg, len(sources), f"input {name}")  # checked before the (long) translation
@@ -184,6 +187,7 @@ def _translate_text(cfg: DictConfig, system: System, other: System | None, out_d
         simul = _wait_k(cfg, system, sources, refs[0] if refs else None)
         hyps, lines = (simul.texts, simul.texts) if simul else translate_lines(system.translator, sources, n_best)
         write_lines(output, lines)
+        _write_alignments(cfg, system, sources, hyps, out_dir / "alignments.input.txt")
         if simul:
             latency = {"input": simul.latency_dict()}
             print(format_latency(simul, int(cfg.decode.wait_k)), file=sys.stderr if output == "-" else sys.stdout)
@@ -220,6 +224,7 @@ def _translate_splits(cfg: DictConfig, system: System, other: System | None, out
                                                                                 int(cfg.decode.n_best))
         out = cfg.output or str(out_dir / f"hyps.{name}.txt")
         write_lines(out, lines)
+        _write_alignments(cfg, system, sources, hyps, out_dir / f"alignments.{name}.txt")
         scores[name] = _score(cfg, system, hyps, refs)
         print(f"{name} ({len(hyps)} sentences, beam {cfg.decode.beam_size}): hypotheses in {out}\n{scores[name]}")
         if simul:
@@ -230,6 +235,19 @@ def _translate_splits(cfg: DictConfig, system: System, other: System | None, out
             print(text)
     _write_metrics(out_dir, cfg, system, other, scores, significance, latency)
     return scores
+
+
+def _write_alignments(cfg: DictConfig, system: System, sources: list[str], hyps: list[str], path: Path) -> None:
+    """decode.alignments=true: one line per sentence, ``i-j`` links (source subword i, target subword j)."""
+    if not cfg.decode.get("alignments"):
+        return
+    if not isinstance(system.translator, Translator):
+        raise MTError("decode.alignments=true needs this project's model (ckpt= or an hf export), not a CTranslate2 "
+                      "export: its attention is not exposed")
+    tr = system.translator
+    matrices = align_texts(tr.model, tr.tokenizer, sources, hyps, source_limit(tr.model, tr.decode_cfg))
+    write_lines(str(path), [format_alignment(m.hard_alignment()) for m in matrices])
+    log.info("alignments of %d sentences in %s", len(matrices), path)
 
 
 def _wait_k(cfg: DictConfig, system: System, sources: list[str], refs: list[str] | None) -> SimulResult | None:

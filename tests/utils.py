@@ -57,8 +57,11 @@ def tiny_model_overrides() -> list[str]:
             for arch, opts in TINY.items()]
 
 
-def run_module(module: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_module(module: str, *args: str, timeout: int = 300, script: Path | None = None
+               ) -> subprocess.CompletedProcess:
+    """``python -m module args`` (or ``python script args``) offline, one thread, from the repository root."""
     env = {**os.environ, "MT_DATA_DIR": str(SHARED_DATA), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
            "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env,
+    command = [str(script)] if script else ["-m", module]
+    return subprocess.run([sys.executable, *command, *args], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=timeout)
