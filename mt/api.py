@@ -18,6 +18,7 @@ from mt.metrics import Score, corpus_score
 from mt.models import DecoderState, EncoderOut, ModelTraits, Seq2Seq, build_model, reorder_state
 from mt.module import EvalReferences, TranslationModule
 from mt.pipeline import TrainResult, build_module, train
+from mt.plot_attention import attention_heatmap
 from mt.runlogs import csv_versions, metric_rows
 from mt.search import SearchConfig, search
 from mt.simul import CorpusLatency, corpus_latency, wait_k_visibility
@@ -37,7 +38,7 @@ __all__ = [
     "BOS_ID", "Batch", "CONF_DIR", "CheckpointError", "CorpusLatency", "DecoderState", "EOS_ID", "EncoderOut",
     "EvalReferences", "ExportError", "LIGHTNING", "MTError", "ModelTraits", "PAD_ID", "PairedSignificance",
     "Score", "ScoredTranslation", "SearchConfig", "Seq2Seq", "SimulResult", "Tokenizer", "TrainResult",
-    "TranslationDataModule", "TranslationModule", "Translator", "UNK_ID", "atomic_write_text", "autocast_for",
+    "TranslationDataModule", "TranslationModule", "Translator", "UNK_ID", "atomic_write_text", "attention_heatmap", "autocast_for",
     "build_model", "build_module", "compose", "corpus_latency", "corpus_score", "csv_versions",
     "decode_batch", "export_model", "label_smoothed_nll", "load_checkpoint", "metric_rows",
     "model_from_checkpoint", "one_line_errors", "paired_significance", "reorder_state", "resolve_checkpoint",

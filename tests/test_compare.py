@@ -102,7 +102,7 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
                for c in curves.values())
     assert all(c["points"][0]["al"] < c["points"][1]["al"] for c in curves.values())  # wait-2 lags less than full
     assert set(res["plots"]) == {"bleu_vs_time", "memory_vs_length", "latency_vs_position", "throughput",
-                                 "bleu_vs_lagging"}
+                                 "bleu_vs_lagging", "attention_lstm", "attention_transformer"}
     assert all((out / f).stat().st_size > 0 for f in res["plots"].values())
     report = (out / "REPORT.md").read_text()
     for text in ("## Verdicts", "AMD" if "AMD" in res["system"]["cpu"] else res["system"]["cpu"], "torch",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mt.api import atomic_write_text, resolve_device
+from mt.api import Translator, atomic_write_text, attention_heatmap, resolve_device
 from mtlab.bench.system import system_info
 from mtlab.compare.benchmarks import run_benchmarks
 from mtlab.compare.claims import streaming_verdicts, verdicts
@@ -21,6 +21,20 @@ from mtlab.compare.simultaneous import simultaneous_curves
 from mtlab.compare.summary import roles, summarize_run
 
 log = logging.getLogger(__name__)
+
+
+def attention_plots(cfg: DictConfig, outcomes: dict, out: Path) -> dict[str, str]:
+    """A cross-attention heatmap of each trained model on the same test sentence: {name: file name in out}."""
+    sentence = str(cfg.attention_sentence)
+    plots = {}
+    for preset, outcome in outcomes.items():
+        if outcome.checkpoint() is None:
+            continue
+        translator = Translator.from_checkpoint(outcome.checkpoint(), device=str(cfg.device))
+        path, _ = attention_heatmap(translator, sentence, out / f"attention_{preset}.png",
+                                    f"{preset} ({translator.model.traits.family}): cross-attention")
+        plots[f"attention_{preset}"] = path.name
+    return plots
 
 
 def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
@@ -55,6 +69,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     results["claims"] = verdicts(runs, results["roles"], bench, cfg.claims) + streaming_verdicts(
         simul, bench, cfg.claims)
     results["plots"] = write_plots(runs, bench, out, simul)
+    results["plots"].update(attention_plots(cfg, outcomes, out))
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "REPORT.md", render_report(results))
     return results
