@@ -4,7 +4,7 @@ glibc's malloc returns large blocks to the OS with munmap and maps them again on
 frees and re-allocates tensors of tens of MB, so every step page-faults them in anew. Raising the mmap and trim
 thresholds keeps those blocks in the heap for reuse (the effect of ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=
 ...``, applied with ``mallopt`` so users need not set anything). Measured with ``python -m mtlab.bench
-sections=[allocator]`` (README: Benchmarks).
+sections=[allocator]`` (fresh processes with and without it, alternating).
 """
 
 from __future__ import annotations

@@ -137,7 +137,20 @@ def test_bench_export_and_data_sections(tmp_path: Path) -> None:
     engines = {(x["engine"], x["weights"]) for x in res["export"]["rows"]}
     assert engines == {("torch", "float32"), ("ctranslate2", "float32"), ("ctranslate2", "int8")}
     assert all(x["sentences"] == 20 and x["sent_s"] > 0 for x in res["export"]["rows"])
-    (point,) = res["data"]["rows"]
+    (point,) = res["data_scale"]["rows"]
     assert point["pairs"] == 2000 and point["first_peak_rss_mb"] > 0 and point["cached_s"] > 0
     assert "CTranslate2" in r.stdout and "Data preparation against corpus size" in r.stdout
     assert not (out / "data_scale").exists()  # the synthetic corpora are removed
+
+
+def test_bench_allocator_section(tmp_path: Path) -> None:
+    """sections=[allocator]: the same bare loop in fresh processes with and without runtime.tune_malloc."""
+    out = tmp_path / "bench"
+    r = run_module("mtlab.bench", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_DATA,
+                   "sections=[allocator]", "models=[transformer]", "precisions=[32]", "allocator.steps=1",
+                   "allocator.batch=4", "allocator.length=8", "allocator.repeats=2", "threads=1", "device=cpu")
+    assert r.returncode == 0, r.stderr[-3000:]
+    (row,) = json.loads((out / "bench.json").read_text())["allocator"]["rows"]
+    assert len(row["default_runs"]) == len(row["tuned_runs"]) == 2 and min(row["default_runs"] + row["tuned_runs"]) > 0
+    assert row["speedup"] == pytest.approx(row["tuned_tok_s"] / row["default_tok_s"], rel=1e-2)
+    assert "Allocator: runtime.tune_malloc off vs on" in r.stdout

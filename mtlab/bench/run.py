@@ -22,6 +22,7 @@ from mt.api import (
     compose,
     resolve_device,
 )
+from mtlab.bench.allocator import measure_allocator
 from mtlab.bench.data_scale import measure_data_scale
 from mtlab.bench.data_scale import rows as scale_rows
 from mtlab.bench.data_scale import to_json as scale_json
@@ -36,7 +37,7 @@ from mtlab.bench.throughput import measure, synthetic_batches
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "memory", "decoding", "streaming", "export", "data")
+SECTIONS = ("throughput", "memory", "decoding", "streaming", "export", "data", "allocator")
 
 
 def _check(cfg: DictConfig) -> None:
@@ -169,7 +170,10 @@ def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
         elif section == "export":
             results[section] = run_export(specs, dm, cfg)
         elif section == "data":
-            results[section] = run_data_scale(cfg, out_dir)
+            results["data_scale"] = run_data_scale(cfg, out_dir)  # results["data"]: the benchmark data's statistics
+        elif section == "allocator":
+            results[section] = measure_allocator(list(cfg.models), [str(p) for p in cfg.precisions], cfg.allocator,
+                                                 int(cfg.threads) if cfg.threads else None)
         else:
             results[section] = measure_decoding(specs, dm.tokenizer, vocab_size, dm.sources("validation"),
                                                 cfg.decode, device, cfg.decoding, int(cfg.seed))

@@ -135,10 +135,17 @@ def render(results: dict) -> str:
         parts.append(f"Decoding speed: this project's search vs CTranslate2 ({e['sentences']} validation sentences, "
                      f"{e['threads']} threads)\n" + format_table(["model", "engine", "weights", "beam", "sentences/s",
                                                                    "tokens/s", "BLEU"], rows) + skipped)
-    if "data" in results:
+    if "data_scale" in results:
         rows = [[r["pairs"], r["kept"], r["first_s"], r["first_peak_rss_mb"], r["cached_s"], r["cached_peak_rss_mb"],
-                 r["us_per_pair"]] for r in results["data"]["rows"]]
+                 r["us_per_pair"]] for r in results["data_scale"]["rows"]]
         parts.append("Data preparation against corpus size (python -m mt.data in a fresh process each)\n" + format_table(
             ["pairs", "kept", "first s", "first peak RSS MB", "cached s", "cached peak RSS MB", "us/pair"], rows))
+    if "allocator" in results:
+        a = results["allocator"]
+        rows = [[r["preset"], r["precision"], r["default_tok_s"], r["tuned_tok_s"], f"{r['speedup']:.2f}x"]
+                for r in a["rows"]]
+        parts.append(f"Allocator: runtime.tune_malloc off vs on (bare training loop, {a['batch']}x{a['length']} "
+                     f"synthetic batches, median of {a['repeats']} alternating fresh processes)\n" + format_table(
+                         ["model", "precision", "default tok/s", "tuned tok/s", "tuned/default"], rows))
     parts.append(render_targets(results["targets"]))
     return "\n\n".join(parts) + "\n"
