@@ -278,7 +278,7 @@ def test_disk_full_during_a_checkpoint_write_is_one_line_naming_it_and_keeps_the
     import errno
 
     from mt.checkpoint import atomic_torch_save
-    from mt.errors import disk_full_names, one_line_errors
+    from mt.errors import one_line_errors
 
     path = tmp_path / "checkpoints" / "last.ckpt"
     atomic_torch_save({"step": 1}, path)
@@ -289,7 +289,7 @@ def test_disk_full_during_a_checkpoint_write_is_one_line_naming_it_and_keeps_the
         raise OSError(errno.ENOSPC, "No space left on device")  # what write/flush/fsync raise: no file name
 
     monkeypatch.setattr(torch, "save", save_until_the_disk_is_full)
-    with pytest.raises(SystemExit) as e, one_line_errors(), disk_full_names(path):
+    with pytest.raises(SystemExit) as e, one_line_errors():  # atomic_open names the file itself
         atomic_torch_save({"step": 2}, path)
     assert e.value.code == 2
     err = capsys.readouterr().err
@@ -323,3 +323,28 @@ def test_checkpoint_naming_a_foreign_class_is_refused(run, tmp_path):
     r = cli("evaluate.py", f"ckpt={tmp_path / 'crafted.ckpt'}", f"hydra.run.dir={tmp_path / 'ev'}", "input=-",
             stdin=b"A dog.\n")
     assert_one_line_error(r, "not one of this project's models")
+
+
+def test_disk_filling_during_training_stops_with_one_line_naming_the_checkpoint(tmp_path, monkeypatch):
+    """A checkpoint write that hits a full disk mid-training ends the run with a DiskFullError naming the file."""
+    import errno
+
+    from mt.errors import DiskFullError
+
+    real_save = torch.save
+    calls = {"n": 0}
+
+    def fill_the_disk_on_the_second_save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] >= 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", fill_the_disk_on_the_second_save)
+    out = tmp_path / "run"
+    cfg = compose_train(tiny_overrides("transformer", out, tmp_path / "cache") + [
+        "trainer.max_epochs=2", "test_after_fit=false"])
+    with pytest.raises(DiskFullError, match=rf"while writing {out / 'checkpoints'}/\S+\.ckpt") as e:
+        train(cfg)
+    assert "\n" not in str(e.value)
+    assert not list((out / "checkpoints").glob("*.tmp")) and not list((out / "checkpoints").glob(".*.tmp"))
