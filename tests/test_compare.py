@@ -75,7 +75,7 @@ def _compare(out: Path, cache: Path) -> tuple[int, str]:
     r = run_module("mtlab.compare", f"output_dir={out}", f"paths.cache_dir={cache}", *TINY_DATA, "decode.beam_size=2",
                    "decode.max_len_a=1.0", "decode.max_len_b=5", f"train_overrides=[{quoted}]", *models,
                    f"bench_overrides=[{bench}]", "bleu_levels=[0.5,1,5]", "device=cpu", "simultaneous.ks=[2]",
-                   "simultaneous.max_sentences=12", timeout=600)
+                   "simultaneous.max_sentences=12", "significance.n_samples=100", timeout=600)
     return r.returncode, r.stdout + r.stderr
 
 
@@ -96,6 +96,9 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     measured = {c["id"]: c for c in res["claims"] if c["id"] <= 10}  # 11, 12 need wait-k trained streaming runs
     assert all(c["verdict"] in ("holds", "does not hold") and c["evidence"] for c in measured.values())
     assert {c["id"]: c["verdict"] for c in res["claims"] if c["id"] > 10} == {11: "not measured", 12: "not measured"}
+    (pair,) = res["significance"]["pairs"].values()  # lstm vs transformer, paired bootstrap on the test set
+    assert pair["n_sentences"] == 200 and 0 < pair["metrics"]["BLEU"]["p_value"] <= 1
+    assert "paired bootstrap p = " in res["claims"][0]["evidence"]
     curves = {c["preset"]: c for c in res["simultaneous"]["curves"]}  # test-time wait-k of the full-sentence runs
     assert set(curves) == {"lstm", "transformer"} and not any(c["streaming"] for c in curves.values())
     assert all([p["k"] for p in c["points"]] == [2, "full"] and all(p["n"] == 12 for p in c["points"])
@@ -107,7 +110,7 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     report = (out / "REPORT.md").read_text()
     for text in ("## Verdicts", "AMD" if "AMD" in res["system"]["cpu"] else res["system"]["cpu"], "torch",
                  "test BLEU", "Wall-clock time to reach", "growth exponent", "Per-token latency",
-                 "Simultaneous (streaming) translation", "state KiB first / last"):
+                 "Simultaneous (streaming) translation", "state KiB first / last", "## Significance"):
         assert text in report, text
 
     stamps = {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]}

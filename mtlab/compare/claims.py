@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from mtlab.compare.significance import p_value
+
 HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
 
 
@@ -24,7 +26,15 @@ def _s(seconds: float | None) -> str:
     return "not reached" if seconds is None else f"{seconds / 60:.1f} min"
 
 
-def claim_bleu(t: dict, r: dict, tol: float) -> dict:
+def _significance(sig: dict, a: str, b: str, alpha: float) -> tuple[bool | None, str]:
+    """Whether the BLEU difference of runs a and b is significant (paired bootstrap), and the words for it."""
+    p = p_value(sig, a, b)
+    if p is None:
+        return None, "no significance test"
+    return p < alpha, f"paired bootstrap p = {p:.4f} ({'significant' if p < alpha else 'not significant'} at {alpha:g})"
+
+
+def claim_bleu(t: dict, r: dict, tol: float, sig: dict | None = None, alpha: float = 0.05) -> dict:
     claim = "At matched parameter counts the Transformer reaches a higher test BLEU than the LSTM"
     pt, pr = t["params"], r["params"]
     if not pt or not pr or not t["test"] or not r["test"]:
@@ -34,9 +44,10 @@ def claim_bleu(t: dict, r: dict, tol: float) -> dict:
     sets = sorted(set(t["test"]) & set(r["test"]))
     higher = [t["test"][s]["bleu"] > r["test"][s]["bleu"] for s in sets]
     scores = "; ".join(f"{s}: {t['test'][s]['bleu']:.2f} vs {r['test'][s]['bleu']:.2f} BLEU" for s in sets)
+    significant, words = _significance(sig or {}, t["preset"], r["preset"], alpha)
     evidence = (f"parameters {_m(pt)} vs {_m(pr)} ({gap:.1%} apart, {'within' if matched else 'outside'} the "
-                f"{tol:.0%} tolerance); test {scores} (Transformer vs LSTM)")
-    return _verdict(1, claim, bool(sets) and matched and all(higher), evidence)
+                f"{tol:.0%} tolerance); test {scores} (Transformer vs LSTM); {words}")
+    return _verdict(1, claim, bool(sets) and matched and all(higher) and significant is not False, evidence)
 
 
 def claim_time_to_bleu(t: dict, r: dict) -> dict:
@@ -177,7 +188,8 @@ def claim_hybrid(runs: dict[str, dict], c: DictConfig) -> dict:
     return _verdict(8, claim, ok, f"test BLEU {listed}; parameter counts {gap:.1%} apart at most")
 
 
-def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: str, c: DictConfig) -> dict:
+def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: str, c: DictConfig,
+                      sig: dict | None = None) -> dict:
     gap_max = float(c.linear_bleu_gap)
     claim = f"Linear attention costs at most {gap_max:g} BLEU against softmax attention at matched size"
     if linear is None or _best_bleu(runs[linear]) is None or _best_bleu(runs[transformer]) is None:
@@ -186,17 +198,19 @@ def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: st
     gaps = {s: runs[transformer]["test"][s]["bleu"] - runs[linear]["test"][s]["bleu"] for s in sets}
     evidence = "; ".join(f"{s}: {runs[linear]['test'][s]['bleu']:.2f} vs {runs[transformer]['test'][s]['bleu']:.2f}"
                          for s in sets)
+    _, words = _significance(sig or {}, linear, transformer, float(c.significance_alpha))
     return _verdict(9, claim, bool(sets) and all(g <= gap_max for g in gaps.values()),
-                    f"test BLEU linear vs softmax Transformer: {evidence}")
+                    f"test BLEU linear vs softmax Transformer: {evidence}; {words}")
 
 
-def verdicts(runs: dict[str, dict], roles: dict[str, str], bench: dict, c: DictConfig) -> list[dict]:
+def verdicts(runs: dict[str, dict], roles: dict[str, str], bench: dict, c: DictConfig,
+             sig: dict | None = None) -> list[dict]:
     """The claims, in order: 1-5 LSTM vs Transformer, 6-9 the linear and hybrid variants (when they ran);
     empty without one Transformer and one recurrent model."""
     if not roles:
         return []
     t, r = runs[roles["transformer"]], runs[roles["recurrent"]]
-    out = [claim_bleu(t, r, float(c.param_tolerance)), claim_time_to_bleu(t, r), claim_tokens_per_second(t, r),
+    out = [claim_bleu(t, r, float(c.param_tolerance), sig, float(c.significance_alpha)), claim_time_to_bleu(t, r), claim_tokens_per_second(t, r),
            claim_memory(bench, roles, c), claim_latency(bench, roles, c)]
     linear = _by_family(runs, "linear_transformer")
     if linear is not None:
@@ -206,7 +220,7 @@ def verdicts(runs: dict[str, dict], roles: dict[str, str], bench: dict, c: DictC
     if _by_family(runs, "hybrid") is not None:
         out += [claim_hybrid(runs, c)]
     if linear is not None:
-        out += [claim_linear_bleu(runs, linear, roles["transformer"], c)]
+        out += [claim_linear_bleu(runs, linear, roles["transformer"], c, sig)]
     return out
 
 

@@ -155,6 +155,20 @@ def streaming_section(bench: dict, simul: dict) -> str:
     return "\n".join(lines) if len(lines) > 1 else "## Simultaneous (streaming) translation\nnot measured"
 
 
+def significance_section(sig: dict) -> str:
+    if not sig:
+        return "## Significance\nnot measured"
+    rows = []
+    for pair, r in sig["pairs"].items():
+        a, b = pair.split("|")
+        for m in r["metrics"].values():
+            rows.append([a, b, m["metric"], f"{m['a']['score']:.2f} ({m['a']['mean']:.2f} ± {m['a']['ci']:.2f})",
+                         f"{m['b']['score']:.2f} ({m['b']['mean']:.2f} ± {m['b']['ci']:.2f})", f"{m['p_value']:.4f}"])
+    return "\n".join([f"## Significance (paired bootstrap, {sig['n_samples']} resamples, {sig['split']}; mean ± 95% "
+                      "CI half-width; each run's best checkpoint with its own decoding settings)",
+                      md_table(["A", "B", "metric", "A", "B", "p-value"], rows)])
+
+
 def targets_section(bench: dict) -> str:
     rows = [[t["name"], "n/a" if t["value"] is None else f"{t['value']:.3g}", f"{t['op']} {t['target']:g}",
              "n/a" if t["pass"] is None else "pass" if t["pass"] else "FAIL"] for t in bench.get("targets", [])]
@@ -171,7 +185,8 @@ def render_report(res: dict) -> str:
     parts = [f"# {' vs '.join(res['runs'])}: {res['data'].get('name', '')} {res['data'].get('pair', '')}",
              f"Written by `python -m mtlab.compare` on {res['written']}. Every number below is measured (results.json "
              "holds them all); the verdicts are computed from them with the thresholds in conf/compare.yaml.",
-             "## Verdicts\n" + "\n".join(verdicts), setup_section(res), quality_section(res), training_section(res),
+             "## Verdicts\n" + "\n".join(verdicts), setup_section(res), quality_section(res),
+             significance_section(res.get("significance") or {}), training_section(res),
              throughput_section(bench), memory_section(bench), decoding_section(bench),
              streaming_section(bench, res.get("simultaneous") or {}), targets_section(bench),
              "## Plots\n" + ("\n\n".join(plots) or "none")]

@@ -17,6 +17,7 @@ from mtlab.compare.claims import streaming_verdicts, verdicts
 from mtlab.compare.plots import write_plots
 from mtlab.compare.report import render_report
 from mtlab.compare.runs import execute, forwarded_overrides, plan_runs, read_outcome, run_env
+from mtlab.compare.significance import pairwise_significance
 from mtlab.compare.simultaneous import simultaneous_curves
 from mtlab.compare.summary import roles, summarize_run
 
@@ -47,6 +48,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
 
     bench = run_benchmarks(cfg, outcomes, out / "bench")
     simul = simultaneous_curves(cfg, outcomes, out / "simultaneous")
+    significance = pairwise_significance(cfg, outcomes, out / "significance")
     levels = [float(x) for x in cfg.bleu_levels]
     runs = {p: summarize_run(o, bench, levels) for p, o in outcomes.items()}
     first = next(iter(runs.values()))
@@ -65,8 +67,9 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
         "roles": roles(runs),
         "bench": bench,
         "simultaneous": simul,
+        "significance": significance,
     }
-    results["claims"] = verdicts(runs, results["roles"], bench, cfg.claims) + streaming_verdicts(
+    results["claims"] = verdicts(runs, results["roles"], bench, cfg.claims, significance) + streaming_verdicts(
         simul, bench, cfg.claims)
     results["plots"] = write_plots(runs, bench, out, simul)
     results["plots"].update(attention_plots(cfg, outcomes, out))
