@@ -176,14 +176,27 @@ def load_or_train(
     folder = Path(folder)
     model = folder / MODEL_FILE
     if model.exists():
-        log.info("tokenizer: reusing %s", model)
-        return Tokenizer.load(model)
+        if (cached := _intact(folder)) is not None:
+            log.info("tokenizer: reusing %s", model)
+            return cached
+        log.warning("tokenizer: the cached model in %s is damaged or incomplete (its checksum, written last, does "
+                    "not match); training it again", folder)
     folder.mkdir(parents=True, exist_ok=True)
     log.info("tokenizer: training %s %s -> %s", settings["model_type"], settings["vocab_size"], model)
     tok = Tokenizer.train(sentences(), model, **settings)
     info = {"settings": settings, "corpus": about, "sha256": tok.sha256, "vocab_size": tok.vocab_size}
     atomic_write(folder / INFO_FILE, json.dumps(info, indent=2, sort_keys=True).encode())
     return tok
+
+
+def _intact(folder: Path) -> Tokenizer | None:
+    """The cached model when it loads and matches the sha256 in the info file written after it, else None."""
+    try:
+        info = json.loads((folder / INFO_FILE).read_text())
+        tok = Tokenizer.load(folder / MODEL_FILE)
+    except (OSError, ValueError, TokenizerError):
+        return None
+    return tok if tok.sha256 == info.get("sha256") else None
 
 
 def atomic_write(path: Path, data: bytes) -> None:

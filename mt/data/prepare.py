@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -109,14 +110,12 @@ def prepare(cfg: DataConfig, cache_dir: Path, tokenizer: Tokenizer | None = None
     folder = cache_dir / "tokenized" / f"{cfg.name}-{cfg.pair}-{key}"
     meta = _read_meta(folder, names)
     if meta is not None:
-        log.info("data: reusing tokenized splits in %s", folder)
-        stats = {name: _stats_from_meta(meta["stats"][name]) for name in names}
-        splits, lengths = {}, {}
-        for name in names:
-            with np.load(folder / meta["lengths"][name]) as saved:
-                n_src, n_tgt, drop = saved["n_src"], saved["n_tgt"], saved["drop"]
-            splits[name], lengths[name] = _open_split(folder, meta["files"][name], n_src, n_tgt, drop)
-        return Prepared(tokenizer, splits, stats, folder, lengths)
+        try:
+            return _load_cached(folder, meta, names, tokenizer)
+        except Exception as e:  # a file damaged in a way its size and checksum did not show: rebuild it
+            log.warning("data: the cached splits in %s cannot be read (%s); tokenizing again", folder,
+                        " ".join(str(e).split())[:200])
+            shutil.rmtree(folder, ignore_errors=True)
 
     log.info("data: tokenizing %s %s into %s", cfg.name, cfg.pair, folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -132,6 +131,7 @@ def prepare(cfg: DataConfig, cache_dir: Path, tokenizer: Tokenizer | None = None
         splits[name], lengths[name] = _open_split(folder, files[name], n_src, n_tgt, done.drop)
     meta = {
         "version": FORMAT_VERSION,
+        "checks": {f: file_check(folder / f) for f in [*(x for fs in files.values() for x in fs), *saved.values()]},
         "files": files,
         "lengths": saved,
         "stats": {n: asdict(s) for n, s in stats.items()},
@@ -225,18 +225,56 @@ def _log_stats(name: str, stats: SplitStats, cfg: DataConfig) -> None:
         )
 
 
+def _load_cached(folder: Path, meta: dict, names: list[str], tokenizer: Tokenizer) -> Prepared:
+    log.info("data: reusing tokenized splits in %s", folder)
+    stats = {name: _stats_from_meta(meta["stats"][name]) for name in names}
+    splits, lengths = {}, {}
+    for name in names:
+        with np.load(folder / meta["lengths"][name]) as saved:
+            n_src, n_tgt, drop = saved["n_src"], saved["n_tgt"], saved["drop"]
+        splits[name], lengths[name] = _open_split(folder, meta["files"][name], n_src, n_tgt, drop)
+    return Prepared(tokenizer, splits, stats, folder, lengths)
+
+
+def file_check(path: Path, span: int = 1 << 16) -> dict:
+    """Size and sha256 of the first and last ``span`` bytes: cheap at any size, catches truncation and most damage."""
+    size = path.stat().st_size
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        digest.update(f.read(span))
+        if size > span:
+            f.seek(max(span, size - span))
+            digest.update(f.read(span))
+    return {"size": size, "sha256_ends": digest.hexdigest()}
+
+
 def _read_meta(folder: Path, names: list[str]) -> dict | None:
-    """The cache's meta.json when it is complete for ``names`` (every listed file present), else None."""
+    """The cache's meta.json (written last) when it is complete for ``names`` and every file still matches its
+    recorded size and checksum; else None (a damaged entry is rebuilt, with a warning)."""
     meta_file = folder / "meta.json"
     if not meta_file.is_file():
         return None
-    meta = json.loads(meta_file.read_text())
+    try:
+        meta = json.loads(meta_file.read_text())
+    except ValueError:
+        log.warning("data: %s is damaged; tokenizing again", meta_file)
+        return None
     files, lengths = meta.get("files", {}), meta.get("lengths", {})  # no lengths: an older layout, redo
     if meta.get("version") != FORMAT_VERSION or any(
         name not in files or name not in lengths or not (folder / lengths[name]).is_file()
         or not all((folder / f).is_file() for f in files[name])
         for name in names
     ):
+        return None
+    checks = meta.get("checks")
+    if checks is None:  # written before checksums were recorded: rebuild once, to have them
+        return None
+    damaged = [f for f, want in checks.items() if not (folder / f).is_file() or file_check(folder / f) != want]
+    if damaged:
+        log.warning("data: cached file(s) %s in %s are damaged or truncated; tokenizing again",
+                    ", ".join(damaged[:3]), folder)
+        for f in [*damaged, "meta.json"]:  # a shard file still there would be reused as it is
+            (folder / f).unlink(missing_ok=True)
         return None
     return meta
 
