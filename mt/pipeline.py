@@ -123,7 +123,8 @@ def train(cfg: DictConfig) -> TrainResult:
 
     init = load_checkpoint(cfg.init_from) if cfg.init_from else None
     # fine-tuning keeps the checkpoint's tokenizer (its ids are the model's), unless data.tokenizer.path names one
-    reuse = checkpoint_tokenizer(init, cfg.init_from, cfg.paths.cache_dir) if init and not cfg.data.tokenizer.path else None
+    reuse = (checkpoint_tokenizer(init, cfg.init_from, cfg.paths.cache_dir)
+             if init is not None and not cfg.data.tokenizer.path else None)
     dm = TranslationDataModule(cfg.data, cfg.paths, seed=cfg.seed, tokenizer=reuse)
     dm.prepare_data()
     tokenizer = dm.tokenizer
@@ -163,7 +164,8 @@ def train(cfg: DictConfig) -> TrainResult:
         log.info("averaged %d best checkpoints into %s", len(ckpt_cb.best_k_models), averaged)
 
     result = TrainResult(str(output_dir), best_bleu, best, last, averaged, trainer.global_step,
-                         trainer.current_epoch, n_params, module.model.traits.family, round(peak_memory_mb(), 1), round(module.elapsed_s(), 1))
+                         trainer.current_epoch, n_params, module.model.traits.family, round(peak_memory_mb(), 1),
+                         round(module.elapsed_s(), 1))
     if cfg.test_after_fit and not trainer.interrupted:
         logged = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
         result.test = test_scores(logged, list(references.test), cfg)
