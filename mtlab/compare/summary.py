@@ -38,6 +38,7 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float]) -> dict:
         "preset": o.preset,
         "model": o.model_target.rsplit(".", 1)[-1],
         "family": r.get("model_family"),
+        "wait_k": (o.config.get("train") or {}).get("wait_k"),  # trained for simultaneous translation
         "run_dir": str(o.run_dir),
         "checkpoint": None if o.checkpoint() is None else str(o.checkpoint()),
         "params": r.get("num_parameters"),
@@ -65,8 +66,9 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float]) -> dict:
 
 def roles(runs: dict[str, dict]) -> dict[str, str]:
     """{"transformer": preset, "recurrent": preset} from the families the models declared, one of each."""
-    transformers = [p for p, s in runs.items() if s["family"] == "transformer"]
-    recurrent = [p for p, s in runs.items() if s["family"] == "recurrent"]
+    full = {p: s for p, s in runs.items() if s.get("wait_k") is None} or runs  # full-sentence runs first
+    transformers = [p for p, s in full.items() if s["family"] == "transformer"]
+    recurrent = [p for p, s in full.items() if s["family"] == "recurrent"]
     if len(transformers) == 1 and len(recurrent) == 1:
         return {"transformer": transformers[0], "recurrent": recurrent[0]}
     return {}
