@@ -160,7 +160,10 @@ def claim_constant_state(bench: dict, runs: dict[str, dict], c: DictConfig) -> d
     claim = ("Models that declare a constant decoder state (LSTM, linear Transformer, hybrid) decode with flat "
              "per-token latency and state memory, while the cached Transformer's state grows with position")
     curves = bench.get("decoding", {}).get("latency", [])
-    const = [x for x in curves if x["decoder_state"] == "constant"]
+    default: dict[str, dict] = {}  # each model's default decoding variant (its first curve)
+    for x in curves:
+        default.setdefault(x["preset"], x)
+    const = [x for x in default.values() if x["decoder_state"] == "constant"]
     growing = [x for x in curves if x["decoder_state"] == "growing" and x["variant"] == "cached"]
     if not const or not growing or not all(x.get("state_bytes") for x in const + growing):
         return _verdict(7, claim, None, "latency curves with state sizes missing")
