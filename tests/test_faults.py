@@ -35,7 +35,7 @@ def deterministic():
 
 # -- atomic writes -------------------------------------------------------------------------------------------
 def _slow_write(path: str) -> None:
-    """In a forked child: write a new checkpoint over ``path`` through the real atomic code, slowly."""
+    """In a child process: write a new checkpoint over ``path`` through the real atomic code, slowly."""
     SlowCheckpointWrites(seconds=30, chunks=100).setup(None, None, "fit")
     atomic_torch_save({"state_dict": {"w": torch.ones(200_000)}, "hyper_parameters": {}, "version": 2}, path)
 
@@ -44,14 +44,19 @@ def test_kill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path):
     path = tmp_path / "last.ckpt"
     atomic_torch_save({"state_dict": {"w": torch.zeros(3)}, "hyper_parameters": {}, "version": 1}, path)
     before = path.read_bytes()
-    child = multiprocessing.get_context("fork").Process(target=_slow_write, args=(str(path),))
+    # spawn, not fork: a forked child of this multi-threaded process (torch's thread pools) can deadlock
+    child = multiprocessing.get_context("spawn").Process(target=_slow_write, args=(str(path),))
     child.start()
-    deadline = time.monotonic() + 180  # a forked child of a large process starts slowly on a loaded machine
-    while not any(p.stat().st_size > 0 for p in tmp_path.glob(".last.ckpt.*.tmp")):
-        assert time.monotonic() < deadline and child.is_alive(), "the write never started"
-        time.sleep(0.005)
-    os.kill(child.pid, signal.SIGKILL)  # halfway through writing the temporary file
-    child.join()
+    try:
+        deadline = time.monotonic() + 180  # the child imports torch first; slow on a loaded machine
+        while not any(p.stat().st_size > 0 for p in tmp_path.glob(".last.ckpt.*.tmp")):
+            assert time.monotonic() < deadline and child.is_alive(), "the write never started"
+            time.sleep(0.005)
+        os.kill(child.pid, signal.SIGKILL)  # halfway through writing the temporary file
+    finally:
+        if child.is_alive():  # never leave a writer behind (pytest would wait for it at exit)
+            child.kill()
+        child.join()
     assert path.read_bytes() == before  # the previous checkpoint, untouched ...
     assert load_checkpoint(path)["version"] == 1  # ... and loadable
     (tmp,) = tmp_path.glob(".last.ckpt.*.tmp")  # the partial new one stayed a temporary file
