@@ -53,6 +53,19 @@ class Hypothesis:
     log_prob: float
 
 
+def top_candidates(scores: Tensor, lprobs: Tensor, beam: int, eos_id: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The best 2K continuations of each sentence's K beams, best first.
+
+    scores (N, K) beam scores, lprobs (N * K, V) -> their scores, source beams, tokens and EOS flags, each (N, 2K).
+    """
+    n, vocab = scores.size(0), lprobs.size(-1)
+    cand = scores[:, :, None] + lprobs.view(n, beam, vocab)  # (N, K, V)
+    top_scores, top_idx = cand.view(n, beam * vocab).topk(2 * beam, dim=1)  # (N, 2K)
+    top_tok = top_idx % vocab  # (N, 2K)
+    is_eos = (top_tok == eos_id) & torch.isfinite(top_scores)  # (N, 2K)
+    return top_scores, torch.div(top_idx, vocab, rounding_mode="floor"), top_tok, is_eos
+
+
 def best_unfinished(top_scores: Tensor, top_beam: Tensor, top_tok: Tensor, is_eos: Tensor, beam: int
                     ) -> tuple[Tensor, Tensor, Tensor]:
     """The best ``beam`` non-EOS candidates of each sentence stay alive (a stable sort keeps the score order).
@@ -156,12 +169,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchCon
         n = alive.numel()
         row_max_len = max_len[alive].repeat_interleave(beam)  # (N * K,)
         lprobs, state = _next_log_probs(model, tokens, state, step, row_max_len, cfg)  # (N * K, V)
-        vocab = lprobs.size(-1)
-        cand = scores[:, :, None] + lprobs.view(n, beam, vocab)  # (N, K, V)
-        top_scores, top_idx = cand.view(n, beam * vocab).topk(2 * beam, dim=1)  # (N, 2K) best first
-        top_beam = torch.div(top_idx, vocab, rounding_mode="floor")  # (N, 2K) source beam
-        top_tok = top_idx % vocab  # (N, 2K)
-        is_eos = (top_tok == model.eos_id) & torch.isfinite(top_scores)  # (N, 2K)
+        top_scores, top_beam, top_tok, is_eos = top_candidates(scores, lprobs, beam, model.eos_id)  # (N, 2K) each
 
         # bookkeeping: EOS candidates ranked within the first K become finished hypotheses
         penalty = length_penalty(step + 1, cfg.len_penalty)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from mt.models.base import Seq2Seq
-from mt.search import SearchConfig, best_unfinished, length_penalty, max_lengths, still_active
+from mt.search import SearchConfig, best_unfinished, length_penalty, max_lengths, still_active, top_candidates
 from mt.simul.policy import check_k
 from mt.simul.steppers import Stepper, make_stepper
 
@@ -122,12 +122,7 @@ def simul_beam(model: Seq2Seq, src: Tensor, src_lengths: Tensor, k: int, cfg: Se
         unfinished = read < n_real[alive]  # (N,)
         lprobs = masked_log_probs(model, stepper.logits(prefix, step), step, max_len[alive].repeat_interleave(beam),
                             unfinished.repeat_interleave(beam), cfg)  # (N * K, V)
-        vocab = lprobs.size(-1)
-        cand = scores[:, :, None] + lprobs.view(n, beam, vocab)  # (N, K, V)
-        top_scores, top_idx = cand.view(n, beam * vocab).topk(2 * beam, dim=1)  # (N, 2K) best first
-        top_beam = torch.div(top_idx, vocab, rounding_mode="floor")  # (N, 2K) source beam
-        top_tok = top_idx % vocab  # (N, 2K)
-        is_eos = (top_tok == model.eos_id) & torch.isfinite(top_scores)  # (N, 2K)
+        top_scores, top_beam, top_tok, is_eos = top_candidates(scores, lprobs, beam, model.eos_id)  # (N, 2K) each
 
         penalty = length_penalty(step + 1, cfg.len_penalty)
         alive_list, read_list = alive.tolist(), read.tolist()
