@@ -67,6 +67,7 @@ class TranslationModule(LightningModule):
         self._rng_to_restore: dict | None = None
         self._elapsed_before = 0.0  # wall-clock seconds of earlier (resumed-from) runs
         self._fit_t0 = time.perf_counter()
+        self._fit_tokens = 0  # target tokens trained by this process in this fit (not counting resumed-from runs)
 
     # ----------------------------------------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
@@ -84,6 +85,7 @@ class TranslationModule(LightningModule):
                 return None
             raise FloatingPointError(f"{msg}; lower optim.lr, use trainer.precision=bf16-mixed or 32, "
                                      "or set train.nonfinite=skip to skip such batches")
+        self._fit_tokens += n_tok
         self._log_throughput(n_tok)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.size)
         self.log("train/nll", nll_sum / max(n_tok, 1), batch_size=batch.size)
@@ -100,6 +102,14 @@ class TranslationModule(LightningModule):
 
     def on_fit_start(self) -> None:
         self._fit_t0 = time.perf_counter()
+        self._fit_tokens = 0
+
+    def fit_throughput(self) -> float:
+        """Target tokens trained per wall-clock second of this fit (all ranks; validation time included)."""
+        tokens = float(self._fit_tokens)
+        if self.trainer.world_size > 1:
+            tokens = float(self.trainer.strategy.reduce(torch.tensor(tokens), reduce_op="sum"))
+        return tokens / max(time.perf_counter() - self._fit_t0, 1e-9)
 
     def elapsed_s(self) -> float:
         """Wall-clock seconds of fitting so far (validation included), summed over resumes."""

@@ -54,6 +54,7 @@ class TrainResult:
     model_family: str  # the model's traits.family (tools pair systems by it, never by class name)
     peak_memory_mb: float  # CUDA: peak allocated by this process; CPU: peak resident set size
     fit_seconds: float  # wall-clock time of fitting, validation included, summed over resumes
+    fit_tok_s: float  # target tokens trained per second of this fit (a resumed run: since the resume), validation included
     test: dict[str, dict] = field(default_factory=dict)
 
 
@@ -165,7 +166,7 @@ def train(cfg: DictConfig) -> TrainResult:
 
     result = TrainResult(str(output_dir), best_bleu, best, last, averaged, trainer.global_step,
                          trainer.current_epoch, n_params, module.model.traits.family, round(peak_memory_mb(), 1),
-                         round(module.elapsed_s(), 1))
+                         round(module.elapsed_s(), 1), round(module.fit_throughput(), 1))
     if cfg.test_after_fit and not trainer.interrupted:
         logged = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
         result.test = test_scores(logged, list(references.test), cfg)

@@ -4,7 +4,10 @@ glibc's malloc returns large blocks to the OS with munmap and maps them again on
 frees and re-allocates tensors of tens of MB, so every step page-faults them in anew. Raising the mmap and trim
 thresholds keeps those blocks in the heap for reuse (the effect of ``GLIBC_TUNABLES=glibc.malloc.mmap_threshold=
 ...``, applied with ``mallopt`` so users need not set anything). Measured with ``python -m mtlab.bench
-sections=[allocator]`` (fresh processes with and without it, alternating).
+sections=[recipes]`` (whole train.py runs in fresh processes with and without it, alternating).
+
+:func:`apply` applies the ``runtime`` config group's settings: the allocator tuning and the CPU dropout masks
+(``mt/models/dropout.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+
+from omegaconf import DictConfig
+
+from mt.models.dropout import use_byte_masks
 
 log = logging.getLogger(__name__)
 
@@ -36,3 +43,10 @@ def tune_malloc(mmap_threshold_mb: int = 32, trim_threshold_mb: int = 4096, top_
     if not ok:
         log.warning("mallopt refused the allocator settings; continuing with the defaults")
     return ok
+
+
+def apply(runtime: DictConfig) -> None:
+    """The process-wide settings of ``runtime`` (conf/train.yaml), at the start of an entry point."""
+    if runtime.tune_malloc:
+        tune_malloc()
+    use_byte_masks(bool(runtime.byte_dropout))

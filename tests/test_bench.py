@@ -143,14 +143,23 @@ def test_bench_export_and_data_sections(tmp_path: Path) -> None:
     assert not (out / "data_scale").exists()  # the synthetic corpora are removed
 
 
-def test_bench_allocator_section(tmp_path: Path) -> None:
-    """sections=[allocator]: the same bare loop in fresh processes with and without runtime.tune_malloc."""
+def test_bench_recipes_section(tmp_path: Path) -> None:
+    """sections=[recipes]: whole train.py runs with the defaults and with a named override set, rotating."""
     out = tmp_path / "bench"
     r = run_module("mtlab.bench", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_DATA,
-                   "sections=[allocator]", "models=[transformer]", "precisions=[32]", "allocator.steps=1",
-                   "allocator.batch=4", "allocator.length=8", "allocator.repeats=2", "threads=1", "device=cpu")
+                   *[o for o in tiny_model_overrides() if ".transformer=" in o], "sections=[recipes]", "models=[transformer]", "precisions=[32]",
+                   "recipes.steps=2", "recipes.repeats=1", "~recipes.sets",
+                   '+recipes.sets={bernoulli: ["runtime.byte_dropout=false"], adamw_loop: ["optim.implementation=loop"]}',
+                   "threads=1", "device=cpu", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    (row,) = json.loads((out / "bench.json").read_text())["allocator"]["rows"]
-    assert len(row["default_runs"]) == len(row["tuned_runs"]) == 2 and min(row["default_runs"] + row["tuned_runs"]) > 0
-    assert row["speedup"] == pytest.approx(row["tuned_tok_s"] / row["default_tok_s"], rel=1e-2)
-    assert "Allocator: runtime.tune_malloc off vs on" in r.stdout
+    res = json.loads((out / "bench.json").read_text())["recipes"]
+    rows = {row["name"]: row for row in res["rows"]}
+    assert list(rows) == ["defaults", "bernoulli", "adamw_loop"]
+    assert all(len(row["runs"]) == 1 and min(row["runs"]) > 0 for row in rows.values())
+    assert rows["defaults"]["defaults_vs_set"] == 1.0
+    assert rows["bernoulli"]["overrides"] == ["runtime.byte_dropout=false"]
+    assert rows["bernoulli"]["defaults_vs_set"] == pytest.approx(
+        rows["defaults"]["tok_s"] / rows["bernoulli"]["tok_s"], rel=1e-2)
+    assert any("data.limit=200" in o for o in res["overrides"]["transformer"])  # the command's data settings go on
+    assert "Recipes: whole train.py runs" in r.stdout
+    assert not (out / "recipes").exists()  # the runs' folders are removed

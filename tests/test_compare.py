@@ -10,8 +10,9 @@ from omegaconf import OmegaConf
 
 from mt.api import short_precision
 from mtlab.compare.claims import HOLDS, claim_time_to_bleu, claim_tokens_per_second
-from mtlab.compare.runs import forwarded_overrides, plan_runs, read_csv_logs, run_env
+from mtlab.compare.runs import plan_runs, read_csv_logs, run_env
 from mtlab.compare.summary import time_to_bleu
+from mtlab.overrides import forwarded_overrides
 from tests.utils import TINY, TINY_BENCH, TINY_DATA, run_module
 
 

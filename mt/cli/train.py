@@ -10,10 +10,9 @@ from mt.config import CONF_DIR
 def main(cfg: DictConfig) -> float | None:
     from mt.errors import one_line_errors
     from mt.pipeline import train
-    from mt.runtime import tune_malloc
+    from mt.runtime import apply
 
-    if cfg.runtime.tune_malloc:
-        tune_malloc()
+    apply(cfg.runtime)
 
     with one_line_errors():
         return train(cfg).best_bleu

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from mt.models.attention import build_attention
 from mt.models.base import DecoderState, EncoderOut, visibility_mask
 from mt.models.composed import Decoder
+from mt.models.dropout import Dropout
 
 BRIDGES = ("final", "mean", "none")
 
@@ -45,7 +46,7 @@ class AttnLSTMDecoder(Decoder):
         embed_dim = embed.embedding_dim
         # bridge: encoder summary (B, M) -> initial h and c of every decoder layer
         self.bridge = nn.Linear(memory_dim, 2 * layers * hidden) if bridge != "none" else None
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.rnn = nn.LSTM(embed_dim + (hidden if input_feeding else 0), hidden, num_layers=layers,
                            dropout=dropout if layers > 1 else 0.0, batch_first=True)
         self.attention = build_attention(attention, hidden, memory_dim)

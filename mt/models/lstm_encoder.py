@@ -8,6 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mt.models.base import EncoderOut, Seq2Seq
 from mt.models.composed import Encoder
+from mt.models.dropout import Dropout
 
 
 class LSTMEncoder(Encoder):
@@ -21,7 +22,7 @@ class LSTMEncoder(Encoder):
         super().__init__()
         self.embed = embed
         self.output_dim = 2 * hidden
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.lstm = nn.LSTM(embed.embedding_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
                             bidirectional=True, batch_first=True)
 

@@ -14,6 +14,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from mt.models.base import EncoderOut, EncoderStream, Seq2Seq
 from mt.models.composed import Encoder
+from mt.models.dropout import Dropout
 
 
 class UniLSTMEncoder(Encoder):
@@ -29,7 +30,7 @@ class UniLSTMEncoder(Encoder):
         self.embed = embed
         self.output_dim = hidden
         self.hidden, self.layers = hidden, layers
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.lstm = nn.LSTM(embed.embedding_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
                             batch_first=True)
 

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mt.models.dropout import Dropout, byte_masks
+from mt.models.dropout import dropout as dropout_fn
 from mt.models.linear_attention import LinearState, causal_linear_attention, feature_map, linear_attention
 
 SOFTMAX_IMPLS = ("sdpa", "math")  # what ``attention_impl`` may choose
@@ -77,7 +79,7 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (B, h, T, S)
     weights = torch.softmax(scores, dim=-1)  # (B, h, T, S)
     if dropout > 0:
-        weights = F.dropout(weights, p=dropout)
+        weights = dropout_fn(weights, dropout)
     return weights.to(v.dtype) @ v  # (B, h, T, dh)
 
 
@@ -125,7 +127,9 @@ class MultiHeadAttention(nn.Module):
                 out, _ = causal_linear_attention(q, k, v, None, self.chunk_size)  # (B, h, T, dh)
             else:
                 out = linear_attention(q, k, v, mask)  # (B, h, T, dh)
-        elif self.impl == "math":
+        elif self.impl == "math" or (dropout > 0 and q.device.type == "cpu" and byte_masks()):
+            # CPU SDPA with dropout runs its math kernel anyway, drawing the mask with bernoulli_: the same
+            # function with the cheap byte mask (mt/models/dropout.py) is faster
             out = math_attention(q, k, v, mask, dropout, is_causal)  # (B, h, T, dh)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
@@ -186,7 +190,7 @@ class FeedForward(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(d_model, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, d_model)
-        self.dropout = nn.Dropout(activation_dropout)
+        self.dropout = Dropout(activation_dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.fc2(self.dropout(F.relu(self.fc1(x))))  # (B, T, D)
@@ -198,7 +202,7 @@ class Residual(nn.Module):
     def __init__(self, d_model: int, dropout: float, pre_norm: bool) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.pre_norm = pre_norm
 
     def input(self, x: Tensor) -> Tensor:
@@ -270,7 +274,7 @@ class TokenEmbedding(nn.Module):
         self.embed = embed
         self.scale = math.sqrt(embed.embedding_dim)
         self.positions = SinusoidalPositions(embed.embedding_dim, max_positions)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: Tensor, positions: Tensor) -> Tensor:
         """tokens (B, T), positions (B, T) or (T,) -> (B, T, D)."""

@@ -25,7 +25,7 @@ def main(cfg: DictConfig) -> None:
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     with one_line_errors():
-        results = run_bench(cfg, out_dir)
+        results = run_bench(cfg, out_dir, list(HydraConfig.get().overrides.task))
     text = render(results)
     atomic_write_text(out_dir / "bench.txt", text)
     print(text + f"\nwritten: {out_dir / 'bench.json'}", flush=True)

@@ -22,7 +22,6 @@ from mt.api import (
     compose,
     resolve_device,
 )
-from mtlab.bench.allocator import measure_allocator
 from mtlab.bench.data_scale import measure_data_scale
 from mtlab.bench.data_scale import rows as scale_rows
 from mtlab.bench.data_scale import to_json as scale_json
@@ -30,14 +29,16 @@ from mtlab.bench.decoding import measure_decoding
 from mtlab.bench.export_speed import export_speed
 from mtlab.bench.memory import measure_curves
 from mtlab.bench.models import ModelSpec, model_specs
+from mtlab.bench.recipes import measure_recipes
 from mtlab.bench.streaming import measure_streaming
 from mtlab.bench.system import system_info
 from mtlab.bench.targets import evaluate_targets
 from mtlab.bench.throughput import measure, synthetic_batches
+from mtlab.overrides import forwarded_overrides
 
 log = logging.getLogger(__name__)
 
-SECTIONS = ("throughput", "memory", "decoding", "streaming", "export", "data", "allocator")
+SECTIONS = ("throughput", "memory", "decoding", "streaming", "export", "data", "recipes")
 
 
 def _check(cfg: DictConfig) -> None:
@@ -134,8 +135,20 @@ def run_data_scale(cfg: DictConfig, out_dir: Path) -> dict:
     return {"rows": scale_rows(points), "points": scale_json(points)}
 
 
-def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
-    """Run the sections in ``cfg.sections``; write ``out_dir/bench.json``; return everything as plain data."""
+def run_recipes(cfg: DictConfig, out_dir: Path, task_overrides: list[str]) -> dict:
+    """Whole train.py runs per preset and precision: the defaults against each of ``recipes.sets``."""
+    common = [*map(str, cfg.train_overrides or []), *forwarded_overrides(task_overrides, ("data", "paths"))]
+    presets = {p: [*common, *map(str, (cfg.model_overrides or {}).get(p) or [])] for p in cfg.models}
+    try:
+        return measure_recipes(presets, [str(p) for p in cfg.precisions], cfg.recipes, out_dir / "recipes")
+    finally:
+        shutil.rmtree(out_dir / "recipes", ignore_errors=True)  # the runs' checkpoints: only their speed is kept
+
+
+def run_bench(cfg: DictConfig, out_dir: Path, task_overrides: list[str] | None = None) -> dict:
+    """Run the sections in ``cfg.sections``; write ``out_dir/bench.json``; return everything as plain data.
+
+    ``task_overrides``: the command's own overrides; the recipes section hands its data/paths ones to train.py."""
     _check(cfg)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
@@ -171,9 +184,8 @@ def run_bench(cfg: DictConfig, out_dir: Path) -> dict:
             results[section] = run_export(specs, dm, cfg)
         elif section == "data":
             results["data_scale"] = run_data_scale(cfg, out_dir)  # results["data"]: the benchmark data's statistics
-        elif section == "allocator":
-            results[section] = measure_allocator(list(cfg.models), [str(p) for p in cfg.precisions], cfg.allocator,
-                                                 int(cfg.threads) if cfg.threads else None)
+        elif section == "recipes":
+            results[section] = run_recipes(cfg, out_dir, list(task_overrides or []))
         else:
             results[section] = measure_decoding(specs, dm.tokenizer, vocab_size, dm.sources("validation"),
                                                 cfg.decode, device, cfg.decoding, int(cfg.seed))

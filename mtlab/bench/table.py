@@ -140,12 +140,12 @@ def render(results: dict) -> str:
                  r["us_per_pair"]] for r in results["data_scale"]["rows"]]
         parts.append("Data preparation against corpus size (python -m mt.data in a fresh process each)\n" + format_table(
             ["pairs", "kept", "first s", "first peak RSS MB", "cached s", "cached peak RSS MB", "us/pair"], rows))
-    if "allocator" in results:
-        a = results["allocator"]
-        rows = [[r["preset"], r["precision"], r["default_tok_s"], r["tuned_tok_s"], f"{r['speedup']:.2f}x"]
-                for r in a["rows"]]
-        parts.append(f"Allocator: runtime.tune_malloc off vs on (bare training loop, {a['batch']}x{a['length']} "
-                     f"synthetic batches, median of {a['repeats']} alternating fresh processes)\n" + format_table(
-                         ["model", "precision", "default tok/s", "tuned tok/s", "tuned/default"], rows))
+    if "recipes" in results:
+        a = results["recipes"]
+        rows = [[r["preset"], r["precision"], r["name"], " ".join(r["overrides"]) or "-", r["tok_s"],
+                 f"{r['defaults_vs_set']:.2f}x"] for r in a["rows"]]
+        parts.append(f"Recipes: whole train.py runs of {a['steps']} steps without validation, fresh processes, "
+                     f"median of {a['repeats']} rotating runs (tok/s = target tokens trained / fit wall-clock)\n"
+                     + format_table(["model", "precision", "set", "overrides", "tok/s", "defaults / set"], rows))
     parts.append(render_targets(results["targets"]))
     return "\n\n".join(parts) + "\n"

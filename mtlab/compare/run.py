@@ -16,10 +16,11 @@ from mtlab.compare.benchmarks import run_benchmarks
 from mtlab.compare.claims import streaming_verdicts, verdicts
 from mtlab.compare.plots import write_plots
 from mtlab.compare.report import render_report
-from mtlab.compare.runs import execute, forwarded_overrides, plan_runs, read_outcome, run_env
+from mtlab.compare.runs import execute, plan_runs, read_outcome, run_env
 from mtlab.compare.significance import pairwise_significance
 from mtlab.compare.simultaneous import simultaneous_curves
 from mtlab.compare.summary import roles, summarize_run
+from mtlab.overrides import forwarded_overrides
 
 log = logging.getLogger(__name__)
 

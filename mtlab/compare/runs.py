@@ -23,7 +23,6 @@ from mt.api import MTError, metric_rows
 
 log = logging.getLogger(__name__)
 
-FORWARDED = ("data", "paths", "decode")  # override prefixes of the compare command that every run gets too
 _PLAIN = re.compile(r"^[\w/.:~+-]+$")
 
 
@@ -47,16 +46,6 @@ def run_status(run_dir: Path) -> str:
     if (run_dir / "checkpoints" / "last.ckpt").is_file():
         return "resume"
     return "fresh"
-
-
-def forwarded_overrides(task_overrides: list[str]) -> list[str]:
-    """The compare command's own data/paths/decode overrides (as typed), for every train.py run."""
-    out = []
-    for o in task_overrides:
-        key = o.lstrip("+~").split("=", 1)[0]
-        if key.split(".", 1)[0] in FORWARDED and key != "paths.output_dir":
-            out.append(o)
-    return out
 
 
 def _value(path: Path) -> str:
