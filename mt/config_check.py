@@ -166,6 +166,7 @@ RULES: dict[str, Rule] = {
     "train.wait_k": Nullable(POSITIVE),
     "train.wait_k_multipath": BOOL,
     "decode.beam_size": POSITIVE,
+    "decode.validation_beam_size": Nullable(POSITIVE),
     "decode.len_penalty": Number(0.0),
     "decode.max_len_a": Number(0.0),
     "decode.max_len_b": COUNT,

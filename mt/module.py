@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -56,7 +56,10 @@ class TranslationModule(LightningModule):
         self.references = references
         self.optimizer_factory = optimizer
         self.schedule = schedule  # one object: LambdaLR's multiplier, and told each validation BLEU (plateau)
-        self.search_cfg = search_config(self.hparams.decode)
+        self.search_cfg = search_config(self.hparams.decode)  # test
+        val_beam = self.hparams.decode.get("validation_beam_size")  # older checkpoints: no such key
+        self.val_search_cfg = (self.search_cfg if val_beam is None else
+                               replace(self.search_cfg, beam_size=int(val_beam), n_best=1))
         # evaluation cuts longer sources (decoding) and targets (loss) instead of failing or running out of memory
         self._max_src = source_limit(self.model, self.hparams.decode)
         self._max_tgt = self.model.max_target_len or (None if self._max_src is None else self._max_src + 1)
@@ -137,7 +140,7 @@ class TranslationModule(LightningModule):
             n_tok = batch.n_tgt_tokens
             self.log(f"{stage}/loss", nll_sum / max(n_tok, 1), batch_size=n_tok, sync_dist=True,
                      add_dataloader_idx=dataloader_idx > 0)
-        hyps = decode_batch(self.model, batch, self.search_cfg)
+        hyps = decode_batch(self.model, batch, self.val_search_cfg if stage == "val" else self.search_cfg)
         self._outputs.setdefault(dataloader_idx, []).extend(zip(batch.ids.tolist(), hyps, strict=True))
 
     def on_validation_epoch_start(self) -> None:

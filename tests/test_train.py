@@ -140,3 +140,31 @@ def test_one_validation_batch_scores_that_batch(tmp_path, cache):
 def test_missing_resume_checkpoint_is_an_error(tmp_path, cache):
     with pytest.raises(MTError, match="does not exist"):
         train(compose_train(tiny_overrides("lstm", tmp_path / "run", cache) + ["ckpt_path=last"]))
+
+
+def test_validation_beam_is_its_own_and_test_uses_beam_size(tmp_path, cache, monkeypatch):
+    """decode.validation_beam_size=1: greedy model selection; the test after fitting keeps decode.beam_size."""
+    import mt.module
+
+    seen: dict[str, set[int]] = {"validate": set(), "test": set()}
+    real = mt.module.decode_batch
+
+    def spy(model, batch, cfg):
+        from lightning.pytorch.trainer.states import TrainerFn
+
+        stage = "test" if spy.trainer.state.fn == TrainerFn.TESTING else "validate"
+        seen[stage].add(cfg.beam_size)
+        return real(model, batch, cfg)
+
+    original_setup = mt.module.TranslationModule.setup
+
+    def setup(self, stage):  # the trainer the module is attached to, for the spy
+        spy.trainer = self.trainer
+        return original_setup(self, stage)
+
+    monkeypatch.setattr(mt.module, "decode_batch", spy)
+    monkeypatch.setattr(mt.module.TranslationModule, "setup", setup)
+    result = train(compose_train(tiny_overrides("transformer", tmp_path / "run", cache) +
+                                 ["decode.validation_beam_size=1", "data.limit=60"]))
+    assert seen == {"validate": {1}, "test": {2}}  # tiny_overrides: decode.beam_size=2
+    assert result.best_bleu is not None and result.fit_tok_s > 0
