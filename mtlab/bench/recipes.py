@@ -11,6 +11,7 @@ rotates, so drifts of a shared machine hit all alike); medians are compared as s
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -24,6 +25,7 @@ from omegaconf import DictConfig
 from mt.api import LIGHTNING, MTError
 
 DEFAULTS = "defaults"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -71,6 +73,7 @@ def measure_recipes(presets: dict[str, list[str]], precisions: list[str], cfg: D
             for r in range(int(cfg.repeats)):
                 for name in names[r % len(names):] + names[: r % len(names)]:  # rotate the order each repeat
                     runs[name].append(round(_one_run(preset, precision, sets[name], cfg, common, workdir), 1))
+                    log.info("recipes %s %s %s: %.0f tok/s", preset, precision, name, runs[name][-1])
             base = statistics.median(runs[DEFAULTS])
             for name, overrides in sets.items():
                 med = statistics.median(runs[name])
