@@ -6,10 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import pytest
 from omegaconf import OmegaConf
 
-from mt.api import short_precision
-from mtlab.compare.claims import HOLDS, claim_time_to_bleu, claim_tokens_per_second
+from mt.api import MTError, short_precision
+from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second
 from mtlab.compare.runs import plan_runs, read_csv_logs, run_env
 from mtlab.compare.summary import time_to_bleu
 from mtlab.overrides import forwarded_overrides
@@ -42,6 +43,37 @@ def test_plan_runs_resumes_and_skips(tmp_path: Path) -> None:
     assert run_env(False, 2).get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")  # sequential: untouched
 
 
+def test_plan_runs_one_per_seed(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"models": ["lstm", "transformer"], "train_overrides": [], "model_overrides": {},
+                            "seeds": [7, 8]})
+    plans = plan_runs(cfg, tmp_path, [])
+    assert [(p.name, p.preset, p.seed, p.primary) for p in plans] == [
+        ("lstm", "lstm", 7, True), ("lstm.seed8", "lstm", 8, False),
+        ("transformer", "transformer", 7, True), ("transformer.seed8", "transformer", 8, False)]
+    assert all(f"seed={p.seed}" in p.command for p in plans)
+    assert plans[1].run_dir == tmp_path / "runs" / "lstm.seed8"
+    assert not any(c.startswith("seed=") for c in plan_runs(OmegaConf.merge(cfg, {"seeds": None}), tmp_path, [])[0].command)
+    with pytest.raises(MTError, match="repeats a seed"):
+        plan_runs(OmegaConf.merge(cfg, {"seeds": [3, 3]}), tmp_path, [])
+
+
+def test_seed_means_and_per_seed_significance_decide_the_bleu_claim() -> None:
+    def run(preset: str, bleus: list[float]) -> dict:
+        seeds = {"seeds": [1, 2, 3], "test": {"t": {"bleu": bleus, "bleu_mean": sum(bleus) / 3, "bleu_std": 1.0,
+                                                    "chrf": bleus, "chrf_mean": 0.0, "chrf_std": 0.0}}}
+        return {"preset": preset, "params": 10_000_000, "test": {"t": {"bleu": bleus[0]}}, "seeds": seeds}
+
+    def sig(ps: list[float]) -> dict:
+        tests = [{"metrics": {"BLEU": {"p_value": p}}} for p in ps]
+        return {"pairs": {"transformer|lstm": tests[0]}, "per_seed": {"transformer|lstm": tests}}
+
+    t, r = run("transformer", [30.0, 31.0, 29.0]), run("lstm", [31.0, 27.0, 27.0])  # first seed: LSTM ahead
+    verdict = claim_bleu(t, r, 0.05, sig([0.01, 0.001, 0.02]), 0.05)
+    assert verdict["verdict"] == HOLDS and "30.00 vs 28.33 BLEU (means over seeds)" in verdict["evidence"]
+    assert "over 3 seeds (significant at 0.05 in 3 of 3)" in verdict["evidence"]
+    assert claim_bleu(t, r, 0.05, sig([0.01, 0.2, 0.02]), 0.05)["verdict"] == "does not hold"
+
+
 def test_csv_logs_of_every_restart_are_read_in_order(tmp_path: Path) -> None:
     head = "epoch,step,train/loss,train/tok_s,val/bleu,val/chrf,val/elapsed_s\n"
     for version, body in ((0, "0,9,3.0,100,,,\n0,10,,,5.0,20.0,60.0\n"), (1, "1,20,,,12.5,30.0,130.0\n1,19,2.0,300,,,\n")):
@@ -66,7 +98,7 @@ def test_verdicts_follow_the_numbers() -> None:
     assert tps["verdict"] == "does not hold" and "900 vs 1,200" in tps["evidence"] and "disagree" in tps["evidence"]
 
 
-def _compare(out: Path, cache: Path) -> tuple[int, str]:
+def _compare(out: Path, cache: Path, *extra: str) -> tuple[int, str]:
     train = ["trainer.accelerator=cpu", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
              "trainer.log_every_n_steps=1", "logger=csv", "optim.warmup_steps=10"]
     quoted = ",".join(f'"{o}"' for o in train)
@@ -76,14 +108,14 @@ def _compare(out: Path, cache: Path) -> tuple[int, str]:
     r = run_module("mtlab.compare", f"output_dir={out}", f"paths.cache_dir={cache}", *TINY_DATA, "decode.beam_size=2",
                    "decode.max_len_a=1.0", "decode.max_len_b=5", f"train_overrides=[{quoted}]", *models,
                    f"bench_overrides=[{bench}]", "bleu_levels=[0.5,1,5]", "device=cpu", "simultaneous.ks=[2]",
-                   "simultaneous.max_sentences=12", "significance.n_samples=100", timeout=600)
+                   "simultaneous.max_sentences=12", "significance.n_samples=100", *extra, timeout=600)
     return r.returncode, r.stdout + r.stderr
 
 
 def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     """Train both tiny models, evaluate, benchmark, report; a second run retrains and re-measures nothing."""
     out = tmp_path / "cmp"
-    rc, log = _compare(out, tmp_path / "cache")
+    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]")
     assert rc == 0, log[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert set(res["runs"]) == {"lstm", "transformer"} and res["roles"] == {"transformer": "transformer",
@@ -100,6 +132,13 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     (pair,) = res["significance"]["pairs"].values()  # lstm vs transformer, paired bootstrap on the test set
     assert pair["n_sentences"] == 200 and 0 < pair["metrics"]["BLEU"]["p_value"] <= 1
     assert "paired bootstrap p = " in res["claims"][0]["evidence"]
+    for preset, run in res["runs"].items():  # the second seed: its own run, in the means and the per-seed tests
+        seed7 = json.loads((out / "runs" / f"{preset}.seed7" / "results.json").read_text())["test"]["test_2016_flickr"]
+        scores = run["seeds"]["test"]["test_2016_flickr"]
+        assert run["seeds"]["seeds"] == [1234, 7] and scores["bleu"][1] == seed7["bleu"]
+        assert scores["bleu"][0] == run["test"]["test_2016_flickr"]["bleu"]
+    (per_seed,) = res["significance"]["per_seed"].values()
+    assert len(per_seed) == 2 and per_seed[0] == pair
     curves = {c["preset"]: c for c in res["simultaneous"]["curves"]}  # test-time wait-k of the full-sentence runs
     assert set(curves) == {"lstm", "transformer"} and not any(c["streaming"] for c in curves.values())
     assert all([p["k"] for p in c["points"]] == [2, "full"] and all(p["n"] == 12 for p in c["points"])
@@ -111,15 +150,16 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     report = (out / "REPORT.md").read_text()
     for text in ("## Verdicts", "AMD" if "AMD" in res["system"]["cpu"] else res["system"]["cpu"], "torch",
                  "test BLEU", "Wall-clock time to reach", "growth exponent", "Per-token latency",
-                 "Simultaneous (streaming) translation", "state KiB first / last", "## Significance"):
+                 "Simultaneous (streaming) translation", "state KiB first / last", "## Significance", "Over seeds",
+                 "Each seed's pair of runs"):
         assert text in report, text
 
     stamps = {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]}
     bench_stamp = (out / "bench" / "bench.json").stat().st_mtime_ns
     logs = {p: (out / "runs" / f"{p}.log").read_text() for p in res["runs"]}
-    rc, log = _compare(out, tmp_path / "cache")
+    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]")
     assert rc == 0, log[-3000:]
-    assert "finished earlier" in log and "reusing" in log
+    assert "finished earlier" in log and "lstm.seed7: finished earlier" in log and "reusing" in log
     assert {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]} == stamps
     assert {p: (out / "runs" / f"{p}.log").read_text() for p in res["runs"]} == logs  # no new training
     assert (out / "bench" / "bench.json").stat().st_mtime_ns == bench_stamp

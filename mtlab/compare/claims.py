@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from mtlab.compare.significance import p_value
+from mtlab.compare.significance import seed_p_values
 
 HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
 
@@ -27,11 +27,24 @@ def _s(seconds: float | None) -> str:
 
 
 def _significance(sig: dict, a: str, b: str, alpha: float) -> tuple[bool | None, str]:
-    """Whether the BLEU difference of runs a and b is significant (paired bootstrap), and the words for it."""
-    p = p_value(sig, a, b)
-    if p is None:
+    """Whether the BLEU difference of presets a and b is significant (paired bootstrap; with several seeds, in
+    every seed's pair of runs), and the words for it."""
+    ps = seed_p_values(sig, a, b)
+    if not ps:
         return None, "no significance test"
-    return p < alpha, f"paired bootstrap p = {p:.4f} ({'significant' if p < alpha else 'not significant'} at {alpha:g})"
+    ok = all(p < alpha for p in ps)
+    if len(ps) == 1:
+        return ok, f"paired bootstrap p = {ps[0]:.4f} ({'significant' if ok else 'not significant'} at {alpha:g})"
+    n_sig = sum(p < alpha for p in ps)
+    return ok, (f"paired bootstrap p = {' / '.join(f'{p:.4f}' for p in ps)} over {len(ps)} seeds (significant at "
+                f"{alpha:g} in {n_sig} of {len(ps)})")
+
+
+def test_bleu(run: dict) -> dict[str, float]:
+    """Test BLEU per set: the mean over seeds when the preset ran with several, else the run's own."""
+    if run.get("seeds"):
+        return {name: v["bleu_mean"] for name, v in run["seeds"]["test"].items()}
+    return {name: v["bleu"] for name, v in (run.get("test") or {}).items()}
 
 
 def claim_bleu(t: dict, r: dict, tol: float, sig: dict | None = None, alpha: float = 0.05) -> dict:
@@ -41,9 +54,11 @@ def claim_bleu(t: dict, r: dict, tol: float, sig: dict | None = None, alpha: flo
         return _verdict(1, claim, None, "parameter counts or test scores missing")
     gap = abs(pt - pr) / max(pt, pr)
     matched = gap <= tol
-    sets = sorted(set(t["test"]) & set(r["test"]))
-    higher = [t["test"][s]["bleu"] > r["test"][s]["bleu"] for s in sets]
-    scores = "; ".join(f"{s}: {t['test'][s]['bleu']:.2f} vs {r['test'][s]['bleu']:.2f} BLEU" for s in sets)
+    bt, br = test_bleu(t), test_bleu(r)
+    sets = sorted(set(bt) & set(br))
+    higher = [bt[s] > br[s] for s in sets]
+    mean = " (means over seeds)" if t.get("seeds") and r.get("seeds") else ""
+    scores = "; ".join(f"{s}: {bt[s]:.2f} vs {br[s]:.2f} BLEU" for s in sets) + mean
     significant, words = _significance(sig or {}, t["preset"], r["preset"], alpha)
     evidence = (f"parameters {_m(pt)} vs {_m(pr)} ({gap:.1%} apart, {'within' if matched else 'outside'} the "
                 f"{tol:.0%} tolerance); test {scores} (Transformer vs LSTM); {words}")
@@ -130,7 +145,7 @@ def _by_family(runs: dict[str, dict], family: str) -> str | None:
 
 
 def _best_bleu(run: dict) -> float | None:
-    return max((s["bleu"] for s in run["test"].values()), default=None) if run["test"] else None
+    return max(test_bleu(run).values(), default=None)
 
 
 def claim_linear_memory(bench: dict, linear: str, transformer: str, c: DictConfig) -> dict:
@@ -197,10 +212,10 @@ def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: st
     claim = f"Linear attention costs at most {gap_max:g} BLEU against softmax attention at matched size"
     if linear is None or _best_bleu(runs[linear]) is None or _best_bleu(runs[transformer]) is None:
         return _verdict(9, claim, None, "a linear-Transformer run or test scores missing")
-    sets = sorted(set(runs[linear]["test"]) & set(runs[transformer]["test"]))
-    gaps = {s: runs[transformer]["test"][s]["bleu"] - runs[linear]["test"][s]["bleu"] for s in sets}
-    evidence = "; ".join(f"{s}: {runs[linear]['test'][s]['bleu']:.2f} vs {runs[transformer]['test'][s]['bleu']:.2f}"
-                         for s in sets)
+    bl, bt = test_bleu(runs[linear]), test_bleu(runs[transformer])
+    sets = sorted(set(bl) & set(bt))
+    gaps = {s: bt[s] - bl[s] for s in sets}
+    evidence = "; ".join(f"{s}: {bl[s]:.2f} vs {bt[s]:.2f}" for s in sets)
     _, words = _significance(sig or {}, linear, transformer, float(c.significance_alpha))
     return _verdict(9, claim, bool(sets) and all(g <= gap_max for g in gaps.values()),
                     f"test BLEU linear vs softmax Transformer: {evidence}; {words}")

@@ -56,6 +56,13 @@ def quality_section(res: dict) -> str:
                      "test BLEU", "test chrF"], rows),
            "", "Test scores are of the best validation checkpoint (the pipeline's own test pass, the decoding code "
            "of evaluate.py). sacreBLEU signatures: " + ("; ".join(sorted(sigs)) or "n/a") + "."]
+    seeded = {p: s["seeds"] for p, s in res["runs"].items() if s.get("seeds")}
+    if seeded:
+        srows = [[p, ", ".join(map(str, v["seeds"])), name, f"{t['bleu_mean']:.2f} ± {t['bleu_std']:.2f}",
+                  f"{t['chrf_mean']:.2f} ± {t['chrf_std']:.2f}", " / ".join(f"{b:.2f}" for b in t["bleu"])]
+                 for p, v in seeded.items() for name, t in v["test"].items()]
+        out += ["", "Over seeds (the table above is the first seed's run; mean ± sample standard deviation):",
+                md_table(["model", "seeds", "test set", "test BLEU", "test chrF", "BLEU per seed"], srows)]
     return "\n".join(out)
 
 
@@ -164,9 +171,15 @@ def significance_section(sig: dict) -> str:
         for m in r["metrics"].values():
             rows.append([a, b, m["metric"], f"{m['a']['score']:.2f} ({m['a']['mean']:.2f} ± {m['a']['ci']:.2f})",
                          f"{m['b']['score']:.2f} ({m['b']['mean']:.2f} ± {m['b']['ci']:.2f})", f"{m['p_value']:.4f}"])
-    return "\n".join([f"## Significance (paired bootstrap, {sig['n_samples']} resamples, {sig['split']}; mean ± 95% "
-                      "CI half-width; each run's best checkpoint with its own decoding settings)",
-                      md_table(["A", "B", "metric", "A", "B", "p-value"], rows)])
+    out = [f"## Significance (paired bootstrap, {sig['n_samples']} resamples, {sig['split']}; mean ± 95% "
+           "CI half-width; each run's best checkpoint with its own decoding settings)",
+           md_table(["A", "B", "metric", "A", "B", "p-value"], rows)]
+    if sig.get("per_seed"):
+        prow = [[*pair.split("|"), m, " / ".join(f"{t['metrics'][m]['p_value']:.4f}" for t in tests)]
+                for pair, tests in sig["per_seed"].items() for m in tests[0]["metrics"]]
+        out += ["", "Each seed's pair of runs (first seed first):",
+                md_table(["A", "B", "metric", "p-value per seed"], prow)]
+    return "\n".join(out)
 
 
 def targets_section(bench: dict) -> str:

@@ -45,13 +45,15 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     plans = plan_runs(cfg, out, forwarded_overrides(task_overrides))
     execute(plans, bool(cfg.parallel))
-    outcomes = {p.preset: read_outcome(p.preset, p.run_dir) for p in plans}
+    every_seed = {preset: [read_outcome(p.preset, p.run_dir) for p in plans if p.preset == preset]
+                  for preset in dict.fromkeys(p.preset for p in plans)}  # first seed first
+    outcomes = {preset: runs[0] for preset, runs in every_seed.items()}  # benchmarked, plotted, wait-k decoded
 
     bench = run_benchmarks(cfg, outcomes, out / "bench")
     simul = simultaneous_curves(cfg, outcomes, out / "simultaneous")
-    significance = pairwise_significance(cfg, outcomes, out / "significance")
+    significance = pairwise_significance(cfg, every_seed, out / "significance")
     levels = [float(x) for x in cfg.bleu_levels]
-    runs = {p: summarize_run(o, bench, levels) for p, o in outcomes.items()}
+    runs = {p: summarize_run(o, bench, levels, every_seed[p]) for p, o in outcomes.items()}
     first = next(iter(runs.values()))
     n_todo = len(plans)
     results = {

@@ -1,6 +1,7 @@
 """Training runs of the comparison: train.py subprocesses that resume, and what each finished run produced.
 
-A run lives in ``<output_dir>/runs/<preset>`` with its log beside it (``runs/<preset>.log``). A run with a
+A run lives in ``<output_dir>/runs/<name>`` with its log beside it (``runs/<name>.log``); the name is the preset,
+and with several ``seeds`` the preset for the first seed and ``<preset>.seed<k>`` for the others. A run with a
 ``results.json`` is finished and never retrained; one with ``checkpoints/last.ckpt`` but no results continues
 from that checkpoint; anything else starts fresh.
 """
@@ -34,6 +35,12 @@ class RunPlan:
     run_dir: Path
     status: str  # finished | resume | fresh
     command: list[str] = field(default_factory=list)
+    seed: int | None = None  # the training seed given to train.py (None: train.yaml's)
+    primary: bool = True  # the preset's first-seed run: the one benchmarked, plotted and decoded with wait-k
+
+    @property
+    def name(self) -> str:
+        return self.run_dir.name
 
     @property
     def log_path(self) -> Path:
@@ -54,21 +61,30 @@ def _value(path: Path) -> str:
     return text if _PLAIN.match(text) else "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def run_seeds(cfg: DictConfig) -> list[int | None]:
+    """The training seeds of every preset: ``cfg.seeds`` (distinct), or [None] (train.yaml's seed)."""
+    seeds = list(cfg.get("seeds") or [])
+    if len(set(seeds)) != len(seeds):
+        raise MTError(f"seeds={seeds} repeats a seed; give distinct seeds")
+    return [int(s) for s in seeds] or [None]
+
+
 def plan_runs(cfg: DictConfig, output_dir: Path, forwarded: list[str]) -> list[RunPlan]:
-    """One plan per preset, with the train.py command line (resuming from last.ckpt when there is one)."""
+    """One plan per preset and seed, with the train.py command line (resuming from last.ckpt when there is one)."""
     unknown = sorted(set(cfg.model_overrides or {}) - set(cfg.models))
     if unknown:
         raise MTError(f"model_overrides names {', '.join(unknown)}, which are not in models={list(cfg.models)}")
     plans = []
     for preset in cfg.models:
-        run_dir = output_dir / "runs" / str(preset)
-        status = run_status(run_dir)
-        command = [sys.executable, "-m", "mt.cli.train", f"model={preset}", *forwarded,
-                   *map(str, cfg.train_overrides), *map(str, (cfg.model_overrides or {}).get(preset) or []),
-                   f"hydra.run.dir={_value(run_dir)}"]
-        if status == "resume":
-            command.append(f"ckpt_path={_value(run_dir / 'checkpoints' / 'last.ckpt')}")
-        plans.append(RunPlan(str(preset), run_dir, status, command))
+        for i, seed in enumerate(run_seeds(cfg)):
+            run_dir = output_dir / "runs" / (str(preset) if i == 0 else f"{preset}.seed{seed}")
+            status = run_status(run_dir)
+            command = [sys.executable, "-m", "mt.cli.train", f"model={preset}", *forwarded,
+                       *map(str, cfg.train_overrides), *map(str, (cfg.model_overrides or {}).get(preset) or []),
+                       *([f"seed={seed}"] if seed is not None else []), f"hydra.run.dir={_value(run_dir)}"]
+            if status == "resume":
+                command.append(f"ckpt_path={_value(run_dir / 'checkpoints' / 'last.ckpt')}")
+            plans.append(RunPlan(str(preset), run_dir, status, command, seed, primary=i == 0))
     return plans
 
 
@@ -85,7 +101,7 @@ def execute(plans: list[RunPlan], parallel: bool) -> None:
     todo = [p for p in plans if p.status != "finished"]
     for p in plans:
         if p.status == "finished":
-            log.info("%s: finished earlier (%s), not retrained", p.preset, p.run_dir / "results.json")
+            log.info("%s: finished earlier (%s), not retrained", p.name, p.run_dir / "results.json")
     env = run_env(parallel, len(todo))
     failed = []
     groups = [todo] if parallel else [[p] for p in todo]
@@ -98,16 +114,16 @@ def execute(plans: list[RunPlan], parallel: bool) -> None:
                 logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} mtlab.compare: {p.status} run: "
                            f"{' '.join(p.command)}\n")
                 logf.flush()
-                log.info("%s: %s run (log: %s)%s", p.preset, p.status, p.log_path,
+                log.info("%s: %s run (log: %s)%s", p.name, p.status, p.log_path,
                          f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if parallel and len(todo) > 1 else "")
                 procs.append((p, subprocess.Popen(p.command, cwd=os.getcwd(), env=env, stdout=logf,
                                                   stderr=subprocess.STDOUT), logf, time.perf_counter()))
             for p, proc, logf, start in procs:
                 rc = proc.wait()
                 logf.close()
-                log.info("%s: exit %d after %.0f s", p.preset, rc, time.perf_counter() - start)
+                log.info("%s: exit %d after %.0f s", p.name, rc, time.perf_counter() - start)
                 if rc != 0 or not (p.run_dir / "results.json").is_file():
-                    failed.append(f"{p.preset} (exit {rc}; see {p.log_path})")
+                    failed.append(f"{p.name} (exit {rc}; see {p.log_path})")
         except BaseException:
             for _, proc, _, _ in procs:  # our own children only
                 if proc.poll() is None:
@@ -132,6 +148,16 @@ class RunOutcome:
     @property
     def model_target(self) -> str:
         return str(self.config.get("model", {}).get("_target_", ""))
+
+    @property
+    def name(self) -> str:
+        """The run's folder name: the preset, or ``<preset>.seed<k>`` for a further seed."""
+        return self.run_dir.name
+
+    @property
+    def seed(self) -> int | None:
+        seed = self.config.get("seed")
+        return None if seed is None else int(seed)
 
     def checkpoint(self) -> Path | None:
         """The best checkpoint (else last.ckpt), as a path that exists."""

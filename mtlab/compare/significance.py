@@ -1,8 +1,9 @@
 """Paired bootstrap tests (sacreBLEU) between the compared runs on the same test set, for the quality claims.
 
 Each run's test-set translations (its best checkpoint, its own decoding settings) are made once and kept in
-``<out_dir>/<preset>.<set>.txt`` with a stamp; every pair of runs is then tested with
-:func:`mt.api.paired_significance` (BLEU and chrF, p-value and 95% confidence intervals).
+``<out_dir>/<run>.<set>.json`` with a stamp; every pair of presets is then tested with
+:func:`mt.api.paired_significance` (BLEU and chrF, p-value and 95% confidence intervals): their first-seed runs
+(``pairs``), and with several seeds each seed's pair of runs too (``per_seed``).
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from mtlab.compare.cache import as_json, reusable
 from mtlab.compare.runs import RunOutcome
 
 
-def _translations(cfg: DictConfig, preset: str, outcome: RunOutcome, sources: list[str], out_dir: Path) -> list[str]:
+def _translations(cfg: DictConfig, outcome: RunOutcome, sources: list[str], out_dir: Path) -> list[str]:
     ckpt = outcome.checkpoint()
     stamp = as_json({"checkpoint": [str(ckpt), ckpt.stat().st_mtime], "set": str(cfg.significance.split),
                      "n": len(sources)})
-    path = out_dir / f"{preset}.{cfg.significance.split}.json"
+    path = out_dir / f"{outcome.name}.{cfg.significance.split}.json"
     if (earlier := reusable(path, stamp, "stamp", bool(cfg.rerun_bench))) is not None:
         return earlier["hypotheses"]
     hyps = Translator.from_checkpoint(ckpt, device=str(cfg.device)).translate(sources)
@@ -31,22 +32,41 @@ def _translations(cfg: DictConfig, preset: str, outcome: RunOutcome, sources: li
     return hyps
 
 
-def pairwise_significance(cfg: DictConfig, outcomes: dict[str, RunOutcome], out_dir: Path) -> dict:
-    """{"split", "n_samples", "pairs": {"A|B": PairedSignificance as a dict}} over every pair of trained runs."""
-    trained = {p: o for p, o in outcomes.items() if o.checkpoint() is not None}
+def pairwise_significance(cfg: DictConfig, every_seed: dict[str, list[RunOutcome]], out_dir: Path) -> dict:
+    """{"split", "n_samples", "pairs": {"A|B": PairedSignificance as a dict}, "per_seed": {"A|B": [one per seed]}}
+    over every pair of presets whose runs were all trained; ``every_seed``: preset -> its runs, first seed first."""
+    trained = {p: runs for p, runs in every_seed.items() if all(o.checkpoint() is not None for o in runs)}
     if len(trained) < 2:
         return {}
     dm = TranslationDataModule(cfg.data, cfg.paths, seed=int(cfg.seed))
     split = str(cfg.significance.split)
     sources, refs = dm.sources(split), dm.references(split)
-    hyps = {p: _translations(cfg, p, o, sources, out_dir) for p, o in trained.items()}
+    hyps = {p: [_translations(cfg, o, sources, out_dir) for o in runs] for p, runs in trained.items()}
     n = int(cfg.significance.n_samples)
-    pairs = {f"{a}|{b}": paired_significance(hyps[a], hyps[b], refs, n, tgt_lang=str(cfg.data.tgt)).as_dict()
-             for a, b in itertools.combinations(trained, 2)}
-    return {"split": split, "n_samples": n, "pairs": pairs}
+
+    def test(a: list[str], b: list[str]) -> dict:
+        return paired_significance(a, b, refs, n, tgt_lang=str(cfg.data.tgt)).as_dict()
+
+    pairs = {f"{a}|{b}": test(hyps[a][0], hyps[b][0]) for a, b in itertools.combinations(trained, 2)}
+    out = {"split": split, "n_samples": n, "pairs": pairs}
+    if any(len(h) > 1 for h in hyps.values()):
+        out["per_seed"] = {f"{a}|{b}": [pairs[f"{a}|{b}"]] + [test(x, y) for x, y in zip(hyps[a][1:], hyps[b][1:],
+                                                                                      strict=True)]
+                           for a, b in itertools.combinations(trained, 2)}  # every preset ran the same seeds
+    return out
 
 
 def p_value(sig: dict, a: str, b: str, metric: str = "BLEU") -> float | None:
     """The paired bootstrap p-value of runs a and b (either order), None when not tested."""
     pair = (sig or {}).get("pairs", {}).get(f"{a}|{b}") or (sig or {}).get("pairs", {}).get(f"{b}|{a}")
     return None if pair is None else pair["metrics"][metric]["p_value"]
+
+
+def seed_p_values(sig: dict, a: str, b: str, metric: str = "BLEU") -> list[float]:
+    """The p-values of presets a and b, one per seed (the first seed's alone when only one seed ran)."""
+    per = (sig or {}).get("per_seed", {})
+    tests = per.get(f"{a}|{b}") or per.get(f"{b}|{a}")
+    if tests is None:
+        p = p_value(sig, a, b, metric)
+        return [] if p is None else [p]
+    return [t["metrics"][metric]["p_value"] for t in tests]

@@ -21,8 +21,21 @@ def _bench_rows(bench: dict, preset: str) -> list[dict]:
     return [r for r in bench.get("throughput", {}).get("rows", []) if r["preset"] == preset]
 
 
-def summarize_run(o: RunOutcome, bench: dict, levels: list[float]) -> dict:
-    """Everything the report says about one run."""
+def seed_scores(runs: list[RunOutcome]) -> dict | None:
+    """Test BLEU/chrF of one preset over its seeds: per seed, mean and sample std per test set; None for one run."""
+    if len(runs) < 2:
+        return None
+    sets = sorted(set.intersection(*(set(o.results.get("test", {})) for o in runs)))
+    out: dict = {"seeds": [o.seed for o in runs], "runs": [o.name for o in runs], "test": {}}
+    for name in sets:
+        per = {m: [float(o.results["test"][name][m]) for o in runs] for m in ("bleu", "chrf")}
+        out["test"][name] = {**per, **{f"{m}_{stat}": f(v) for m, v in per.items()
+                                       for stat, f in (("mean", statistics.mean), ("std", statistics.stdev))}}
+    return out
+
+
+def summarize_run(o: RunOutcome, bench: dict, levels: list[float], seeds: list[RunOutcome] | None = None) -> dict:
+    """Everything the report says about one run; ``seeds``: every run of its preset (first seed first)."""
     r = o.results
     trainer = o.config.get("trainer", {})
     best = max(o.val, key=lambda v: v["bleu"]) if o.val else None
@@ -61,6 +74,7 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float]) -> dict:
         "batched_vs_single": next((s for s in decoding.get("batched_vs_single", []) if s["preset"] == o.preset),
                                   None),
         "trained_weights_in_decoding": decoding.get("trained", {}).get(o.preset),
+        "seeds": seed_scores(seeds or [o]),  # None: one seed
     }
 
 
