@@ -111,7 +111,7 @@ class TranslationModule(LightningModule):
         """Target tokens trained per wall-clock second of this fit (all ranks; validation time included)."""
         tokens = float(self._fit_tokens)
         if self.trainer.world_size > 1:
-            tokens = float(self.trainer.strategy.reduce(torch.tensor(tokens), reduce_op="sum"))
+            tokens = float(self.trainer.strategy.reduce(torch.tensor(tokens, device=self.device), reduce_op="sum"))
         return tokens / max(time.perf_counter() - self._fit_t0, 1e-9)
 
     def elapsed_s(self) -> float:

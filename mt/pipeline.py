@@ -55,7 +55,8 @@ class TrainResult:
     peak_memory_mb: float  # CUDA: peak allocated by this process; CPU: peak resident set size
     fit_seconds: float  # wall-clock time of fitting, validation included, summed over resumes
     fit_tok_s: float  # target tokens trained per second of this fit (a resumed run: since the resume), validation included
-    test: dict[str, dict] = field(default_factory=dict)
+    test: dict[str, dict] = field(default_factory=dict)  # the best checkpoint's test scores
+    test_averaged: dict[str, dict] = field(default_factory=dict)  # average_best=true: the averaged checkpoint's
 
 
 def peak_memory_mb() -> float:
@@ -170,6 +171,10 @@ def train(cfg: DictConfig) -> TrainResult:
     if cfg.test_after_fit and not trainer.interrupted:
         logged = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
         result.test = test_scores(logged, list(references.test), cfg)
+        if averaged_everywhere := trainer.strategy.broadcast(averaged):  # written by rank 0 only
+            logged = trainer.test(module, datamodule=dm, ckpt_path=averaged_everywhere, weights_only=True,
+                                  verbose=False)
+            result.test_averaged = test_scores(logged, list(references.test), cfg)
 
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "results.json", json.dumps(asdict(result), indent=2) + "\n")
@@ -177,5 +182,7 @@ def train(cfg: DictConfig) -> TrainResult:
                    "best validation BLEU: n/a (no validation checkpoint)", f"best checkpoint: {best}"]
         summary += [f"test {name}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}  {s['bleu_signature']}"
                     for name, s in result.test.items()]
+        summary += [f"test {name} (averaged checkpoint): BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}"
+                    for name, s in result.test_averaged.items()]
         print("\n".join(summary), flush=True)
     return result

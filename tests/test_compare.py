@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,40 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     assert {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]} == stamps
     assert {p: (out / "runs" / f"{p}.log").read_text() for p in res["runs"]} == logs  # no new training
     assert (out / "bench" / "bench.json").stat().st_mtime_ns == bench_stamp
+
+
+def test_joeynmt_peer_is_read_from_the_runner_outputs(tmp_path: Path) -> None:
+    """The peer's validation curve (its log's timestamps, from the runner's start stamp), speed and test scores."""
+    from mtlab.compare.peers import read_peers
+    from mtlab.compare.plots import bleu_vs_time
+    from mtlab.compare.report import peers_section
+
+    work = tmp_path / "joey"
+    (work / "models" / "transformer").mkdir(parents=True)
+    (work / "logs").mkdir()
+    (work / "results" / "transformer").mkdir(parents=True)
+    start = datetime(2026, 12, 1, 5, 0, 0).timestamp()
+    (work / "logs" / "transformer.train.start").write_text(f"{int(start)}\n")
+    log = ["2026-12-01 05:00:02,100 - INFO - joeynmt.training - Total params: 7581440",
+           "2026-12-01 05:01:00,000 - INFO - joeynmt.training - Epoch   1, Step:      100, Batch Loss:     5.3, "
+           "Batch Acc: 0.2, Tokens per Sec:     1200, Lr: 0.000125",
+           "2026-12-01 05:02:00,000 - INFO - joeynmt.training - Epoch   1, Step:      200, Batch Loss:     4.9, "
+           "Batch Acc: 0.3, Tokens per Sec:     1400, Lr: 0.00025",
+           "2026-12-01 05:03:30,000 - INFO - joeynmt.prediction - Evaluation result (greedy): bleu:  11.25, "
+           "chrf:   0.41, loss:  40.10, ppl:  12.00, acc:   0.40, generation: 20.1[sec], evaluation: 0.3[sec]",
+           "2026-12-01 05:10:00,000 - INFO - joeynmt.prediction - Evaluation result (greedy): bleu:  21.50, "
+           "chrf:   0.52, loss:  30.10, ppl:   8.00, acc:   0.50, generation: 19.9[sec], evaluation: 0.3[sec]"]
+    (work / "models" / "transformer" / "train.log").write_text("\n".join(log) + "\n")
+    (work / "results" / "transformer" / "scores.jsonl").write_text(json.dumps(
+        {"set": "test_2016_flickr", "n": 1000, "bleu": 30.5, "chrf": 58.1, "bleu_sig": "nrefs:1|case:mixed",
+         "chrf_sig": "nrefs:1"}) + "\n")
+    (peer,) = read_peers({"joeynmt": {"work_dir": str(work), "model": "transformer"}}).values()
+    assert peer["params"] == 7581440 and peer["train_tok_s_median"] == 1300
+    assert peer["val_curve"] == [{"elapsed_s": 210.0, "bleu": 11.25}, {"elapsed_s": 600.0, "bleu": 21.5}]
+    assert peer["test"]["test_2016_flickr"]["bleu"] == 30.5
+    peer["time_to_bleu"] = time_to_bleu(peer["val_curve"], [10, 20, 25])
+    text = peers_section({"joeynmt": peer}, ["10", "20", "25"])
+    assert "| joeynmt | JoeyNMT transformer (best checkpoint) | 7,581,440 |" in text and "10.0 min" in text
+    assert bleu_vs_time({}, tmp_path / "t.png", {"joeynmt": peer}) == "t.png"
+    with pytest.raises(MTError, match="train it first"):
+        read_peers({"other": {"work_dir": str(tmp_path / "none")}})

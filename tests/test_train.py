@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -103,9 +104,12 @@ def test_nonfinite_loss_stops_with_step(tmp_path, cache):
 
 def test_init_from_and_averaging(tmp_path, cache):
     out = tmp_path / "run"
-    first = train(compose_train(tiny_overrides("lstm", out, cache) + ["trainer.max_epochs=2", "test_after_fit=false",
-                                                                     "average_best=true"]))
+    first = train(compose_train(tiny_overrides("lstm", out, cache) + ["trainer.max_epochs=2", "average_best=true",
+                                                                     "data.limit=60"]))
     assert first.averaged_checkpoint and Path(first.averaged_checkpoint).is_file()
+    averaged = first.test_averaged["test_2016_flickr"]  # the averaged weights are tested too, as their own model
+    assert averaged["n_sentences"] == 60 and "nrefs:1" in averaged["bleu_signature"]
+    assert json.loads((out / "results.json").read_text())["test_averaged"] == first.test_averaged
     Translator.from_checkpoint(first.averaged_checkpoint, device="cpu").translate(["A dog."])
     avg = average_checkpoints([first.best_checkpoint, first.last_checkpoint], tmp_path / "avg.ckpt")
     assert load_checkpoint(avg)["averaged_from"]

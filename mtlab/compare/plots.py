@@ -17,15 +17,21 @@ def _save(fig: plt.Figure, path: Path) -> str:
     return path.name
 
 
-def bleu_vs_time(runs: dict[str, dict], path: Path) -> str | None:
+def bleu_vs_time(runs: dict[str, dict], path: Path, peers: dict[str, dict] | None = None) -> str | None:
+    """Validation BLEU against wall-clock minutes: our runs (solid) and the peers' own validations (dashed)."""
     curves = {p: [(v["elapsed_s"] / 60, v["bleu"]) for v in s["val_curve"] if v["elapsed_s"] is not None]
               for p, s in runs.items()}
-    if not any(curves.values()):
+    outside = {f"{n} ({p['system']})": [(v["elapsed_s"] / 60, v["bleu"]) for v in p["val_curve"]]
+               for n, p in (peers or {}).items()}
+    if not any(curves.values()) and not any(outside.values()):
         return None
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for preset, points in curves.items():
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=preset)
+    for name, points in outside.items():
+        if points:
+            ax.plot(*zip(*points, strict=True), linestyle="--", marker="x", markersize=3, label=name)
     ax.set(xlabel="wall-clock time since the start of training (min, validation included)",
            ylabel="validation BLEU", title="Validation BLEU against training time")
     ax.grid(alpha=0.3)
@@ -108,11 +114,12 @@ def bleu_vs_lagging(simul: dict, path: Path) -> str | None:
     return _save(fig, path)
 
 
-def write_plots(runs: dict[str, dict], bench: dict, out_dir: Path, simul: dict | None = None) -> dict[str, str]:
+def write_plots(runs: dict[str, dict], bench: dict, out_dir: Path, simul: dict | None = None,
+                peers: dict[str, dict] | None = None) -> dict[str, str]:
     """Every chart that has data: {name: file name in out_dir}."""
     made = {
         "bleu_vs_lagging": bleu_vs_lagging(simul or {}, out_dir / "bleu_vs_lagging.png"),
-        "bleu_vs_time": bleu_vs_time(runs, out_dir / "bleu_vs_time.png"),
+        "bleu_vs_time": bleu_vs_time(runs, out_dir / "bleu_vs_time.png", peers),
         "memory_vs_length": memory_vs_length(bench, out_dir / "memory_vs_length.png"),
         "latency_vs_position": latency_vs_position(bench, out_dir / "latency_vs_position.png"),
         "throughput": throughput_bars(runs, bench, out_dir / "throughput.png"),

@@ -56,6 +56,11 @@ def quality_section(res: dict) -> str:
                      "test BLEU", "test chrF"], rows),
            "", "Test scores are of the best validation checkpoint (the pipeline's own test pass, the decoding code "
            "of evaluate.py). sacreBLEU signatures: " + ("; ".join(sorted(sigs)) or "n/a") + "."]
+    averaged = [f"{p} {name} {t['bleu']:.2f} BLEU / {t['chrf']:.2f} chrF" for p, s in res["runs"].items()
+                for name, t in (s.get("test_averaged") or {}).items()]
+    if averaged:
+        out += ["", "The average of each run's best checkpoints (average_best=true), tested the same way: "
+                + "; ".join(averaged) + "."]
     seeded = {p: s["seeds"] for p, s in res["runs"].items() if s.get("seeds")}
     if seeded:
         srows = [[p, ", ".join(map(str, v["seeds"])), name, f"{t['bleu_mean']:.2f} ± {t['bleu_std']:.2f}",
@@ -182,6 +187,17 @@ def significance_section(sig: dict) -> str:
     return "\n".join(out)
 
 
+def peers_section(peers: dict[str, dict], levels: list[str]) -> str:
+    if not peers:
+        return "## Peers\nnone (peers: in conf/compare.yaml)"
+    rows = [[n, f"{p['system']} {p['model']} ({p['checkpoint']} checkpoint)", fmt(p["params"]), name, _f(t["bleu"]),
+             _f(t["chrf"]), _f(p["train_tok_s_median"], 0), *(_min(p["time_to_bleu"].get(lvl)) for lvl in levels)]
+            for n, p in peers.items() for name, t in (p["test"] or {"n/a": {"bleu": None, "chrf": None}}).items()]
+    return "\n".join(["## Peers (outside systems, trained on this machine beforehand; their own greedy validation)",
+                      md_table(["peer", "system", "params", "test set", "test BLEU", "test chrF",
+                                "tok/s (its log, median)", *(f"to BLEU {lvl}" for lvl in levels)], rows)])
+
+
 def targets_section(bench: dict) -> str:
     rows = [[t["name"], "n/a" if t["value"] is None else f"{t['value']:.3g}", f"{t['op']} {t['target']:g}",
              "n/a" if t["pass"] is None else "pass" if t["pass"] else "FAIL"] for t in bench.get("targets", [])]
@@ -199,7 +215,9 @@ def render_report(res: dict) -> str:
              f"Written by `python -m mtlab.compare` on {res['written']}. Every number below is measured (results.json "
              "holds them all); the verdicts are computed from them with the thresholds in conf/compare.yaml.",
              "## Verdicts\n" + "\n".join(verdicts), setup_section(res), quality_section(res),
-             significance_section(res.get("significance") or {}), training_section(res),
+             significance_section(res.get("significance") or {}),
+             peers_section(res.get("peers") or {}, [f"{x:g}" for x in res["config"]["bleu_levels"]]),
+             training_section(res),
              throughput_section(bench), memory_section(bench), decoding_section(bench),
              streaming_section(bench, res.get("simultaneous") or {}), targets_section(bench),
              "## Plots\n" + ("\n\n".join(plots) or "none")]

@@ -14,12 +14,13 @@ from mt.api import Translator, atomic_write_text, attention_heatmap, resolve_dev
 from mtlab.bench.system import system_info
 from mtlab.compare.benchmarks import run_benchmarks
 from mtlab.compare.claims import streaming_verdicts, verdicts
+from mtlab.compare.peers import read_peers
 from mtlab.compare.plots import write_plots
 from mtlab.compare.report import render_report
 from mtlab.compare.runs import execute, plan_runs, read_outcome, run_env
 from mtlab.compare.significance import pairwise_significance
 from mtlab.compare.simultaneous import simultaneous_curves
-from mtlab.compare.summary import roles, summarize_run
+from mtlab.compare.summary import roles, summarize_run, time_to_bleu
 from mtlab.overrides import forwarded_overrides
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     """The whole comparison; ``task_overrides`` are this command's Hydra overrides (data/paths/decode go on)."""
     out = Path(cfg.output_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    levels = [float(x) for x in cfg.bleu_levels]
+    peers = {name: dict(p, time_to_bleu=time_to_bleu(p["val_curve"], levels))  # read first: a typo fails now
+             for name, p in read_peers(cfg.peers).items()}
     plans = plan_runs(cfg, out, forwarded_overrides(task_overrides))
     execute(plans, bool(cfg.parallel))
     every_seed = {preset: [read_outcome(p.preset, p.run_dir) for p in plans if p.preset == preset]
@@ -52,7 +56,6 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     bench = run_benchmarks(cfg, outcomes, out / "bench")
     simul = simultaneous_curves(cfg, outcomes, out / "simultaneous")
     significance = pairwise_significance(cfg, every_seed, out / "significance")
-    levels = [float(x) for x in cfg.bleu_levels]
     runs = {p: summarize_run(o, bench, levels, every_seed[p]) for p, o in outcomes.items()}
     first = next(iter(runs.values()))
     n_todo = len(plans)
@@ -71,10 +74,11 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
         "bench": bench,
         "simultaneous": simul,
         "significance": significance,
+        "peers": peers,
     }
     results["claims"] = verdicts(runs, results["roles"], bench, cfg.claims, significance) + streaming_verdicts(
         simul, bench, cfg.claims)
-    results["plots"] = write_plots(runs, bench, out, simul)
+    results["plots"] = write_plots(runs, bench, out, simul, peers)
     results["plots"].update(attention_plots(cfg, outcomes, out))
     atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out / "REPORT.md", render_report(results))

@@ -58,6 +58,7 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float], seeds: list[R
         "val_best": None if best is None else dict(best),
         "val_curve": [{"elapsed_s": v["elapsed_s"], "bleu": v["bleu"], "epoch": v["epoch"]} for v in o.val],
         "test": r.get("test", {}),
+        "test_averaged": r.get("test_averaged", {}),  # average_best=true: the averaged best-k checkpoint's
         "epochs": r.get("epochs"),
         "global_step": r.get("global_step"),
         "fit_seconds": fit_seconds,
