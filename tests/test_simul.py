@@ -235,3 +235,34 @@ def test_causal_encoder_cache_grows_past_its_capacity():
             parts.append(new.memory)
         torch.testing.assert_close(torch.cat(parts, dim=1), model.encode(src, lengths).memory, atol=1e-5, rtol=1e-4)
     assert int(stream["pos"]) == 40
+
+
+@pytest.mark.parametrize("preset", ["lstm", "transformer"])
+def test_extending_memory_one_token_at_a_time_equals_the_whole_memory(preset):
+    """Streaming decoders append source positions into spare capacity: one position at a time gives the logits
+    of one extension by all of them, with O(log n) buffer copies; the state before an extension is unchanged."""
+    from mt.models import EncoderOut
+
+    model = tiny(preset, streaming=True)
+    src = torch.randint(4, VOCAB, (2, 40), generator=torch.Generator().manual_seed(3))
+    tgt = torch.randint(4, VOCAB, (2,), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        stream = model.start_stream(2, torch.device("cpu"))
+        first, stream = model.read(stream, src[:, :3])
+        state = model.init_state(first)
+        early, buffers, read = state, set(), []
+        for n in range(3, 40):
+            new, stream = model.read(stream, src[:, n:n + 1])
+            read.append(new)
+            state = model.extend_memory(state, EncoderOut(new.memory, new.mask, new.final))
+            buffers |= {(k, t.untyped_storage().data_ptr()) for k, t in state.items() if t.dim() >= 3}
+        rest = EncoderOut(torch.cat([e.memory for e in read], 1), torch.cat([e.mask for e in read], 1), None)
+        whole = model.extend_memory(model.init_state(first), rest)
+        got, _ = model.step(tgt, state)
+        want, _ = model.step(tgt, whole)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        big = {k for k, _ in buffers}
+        assert len(buffers) <= len(big) * 6  # 3 -> 40 positions: a handful of doublings per buffer, not 37 copies
+        early_again, _ = model.step(tgt, early)
+        first_only = model.init_state(EncoderOut(first.memory, first.mask, first.final))
+        torch.testing.assert_close(early_again, model.step(tgt, first_only)[0], rtol=1e-5, atol=1e-5)

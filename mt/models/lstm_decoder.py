@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from mt.models.attention import build_attention
 from mt.models.base import DecoderState, EncoderOut, visibility_mask
+from mt.models.buffers import append
 from mt.models.composed import Decoder
 from mt.models.dropout import Dropout
 
@@ -86,9 +87,12 @@ class AttnLSTMDecoder(Decoder):
         return state
 
     def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
-        """Append new source positions (memory (B, n, M)) and their attention keys to the state."""
-        return dict(state, memory=torch.cat([state["memory"], new.memory], dim=1),  # (B, S + n, M)
-                    keys=torch.cat([state["keys"], self.attention.project_keys(new.memory)], dim=1),  # (B, S + n, K)
+        """Append new source positions (memory (B, n, M)) and their attention keys to the state.
+
+        ``memory`` and ``keys`` are append-only buffers (``buffers.py``) whose valid length is the mask's."""
+        s = state["mask"].size(1)
+        return dict(state, memory=append(state["memory"], s, new.memory, dim=1),  # (B, >= S + n, M)
+                    keys=append(state["keys"], s, self.attention.project_keys(new.memory), dim=1),  # (B, >= S + n, K)
                     mask=torch.cat([state["mask"], new.mask], dim=1))  # (B, S + n)
 
     def _advance(self, emb: Tensor, state: DecoderState, mask: Tensor) -> tuple[Tensor, DecoderState, Tensor]:
@@ -97,7 +101,8 @@ class AttnLSTMDecoder(Decoder):
         h0 = state["h"].transpose(0, 1).contiguous()  # (layers, B, H)
         c0 = state["c"].transpose(0, 1).contiguous()  # (layers, B, H)
         out, (h_n, c_n) = self.rnn(emb, (h0, c0))  # out (B, T, H); h_n, c_n (layers, B, H)
-        att = self.attention(out, state["keys"], state["memory"], mask)  # context (B, T, M)
+        s = state["mask"].size(1)  # memory and keys may have spare capacity beyond it (extend_memory)
+        att = self.attention(out, state["keys"][:, :s], state["memory"][:, :s], mask)  # context (B, T, M)
         hidden = torch.tanh(self.combine(torch.cat([att.context, out.to(att.context.dtype)], dim=-1)))  # (B,T,H)
         new_state = dict(state, h=h_n.transpose(0, 1), c=c_n.transpose(0, 1))  # (B, layers, H)
         if self.input_feeding:

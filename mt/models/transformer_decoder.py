@@ -1,7 +1,8 @@
 """Transformer decoder stack with softmax (KV cache) or linear (constant-size recurrent state) self-attention.
 
 State for ``step`` (all batch-first): ``src_mask`` (B, S) bool; ``pos`` (B,) next position;
-``cross_k.{i}``/``cross_v.{i}`` (B, h, S, dh) cross-attention keys/values of layer i, computed once; and
+``cross_k.{i}``/``cross_v.{i}`` (B, h, S, dh) cross-attention keys/values of layer i, computed once (streaming:
+appended by ``extend_memory`` into spare capacity, valid up to ``src_mask``'s length); and
 either the self-attention cache of each layer (default variant: ``self_k.{i}``/``self_v.{i}`` (B, h, t, dh)
 growing one position per step for softmax attention, variant "cached"; ``self_s.{i}`` (B, h, dh, dh) and
 ``self_z.{i}`` (B, h, dh) of constant size for linear attention, variant "recurrent") or, with variant
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from mt.models.base import DecoderState, EncoderOut, visibility_mask
+from mt.models.buffers import append
 from mt.models.composed import Decoder
 from mt.models.transformer_layers import (
     KV,
@@ -96,17 +98,20 @@ class TransformerDecoder(Decoder):
         return state
 
     def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
-        """Append new source positions (memory (B, n, D)): their cross-attention K/V in every layer."""
+        """Append new source positions (memory (B, n, D)): their cross-attention K/V in every layer.
+
+        The K/V are append-only buffers (``buffers.py``) whose valid length is ``src_mask``'s."""
+        s = state["src_mask"].size(1)
         out = dict(state, src_mask=torch.cat([state["src_mask"], new.mask], dim=1))  # (B, S + n)
         for i, kv in enumerate(self._cross_kv(new.memory)):
-            out[f"cross_k.{i}"] = torch.cat([state[f"cross_k.{i}"], kv.k], dim=2)  # (B, h, S + n, dh)
-            out[f"cross_v.{i}"] = torch.cat([state[f"cross_v.{i}"], kv.v], dim=2)
+            out[f"cross_k.{i}"] = append(state[f"cross_k.{i}"], s, kv.k, dim=2)  # (B, h, >= S + n, dh)
+            out[f"cross_v.{i}"] = append(state[f"cross_v.{i}"], s, kv.v, dim=2)
         return out
 
     def step(self, tokens: Tensor, state: DecoderState,
              src_visible: Tensor | None = None) -> tuple[Tensor, DecoderState]:
-        n = len(self.layers)
-        cross = [KV(state[f"cross_k.{i}"], state[f"cross_v.{i}"]) for i in range(n)]
+        n, s = len(self.layers), state["src_mask"].size(1)  # cross K/V may have spare capacity beyond s
+        cross = [KV(state[f"cross_k.{i}"][:, :, :s], state[f"cross_v.{i}"][:, :, :s]) for i in range(n)]
         new_state = dict(state, pos=state["pos"] + 1)
         src_mask = state["src_mask"]  # (B, S)
         if "prefix" in state:  # uncached: recompute the whole prefix with each position's own limit
