@@ -43,7 +43,7 @@ VARIANTS = {
     "hybrid": ("hybrid", {}),
     "hybrid_feeding_additive_untied": ("hybrid", {"input_feeding": True, "attention": "additive",
                                                   "tie_output": False, "share_embeddings": False}),
-    "hybrid_mean_bridge": ("hybrid", {"bridge": "mean"}),
+    "hybrid_no_bridge": ("hybrid", {"bridge": "none"}),  # the preset starts from the mean of the memory
 }
 # the family and decoder state each preset declares
 TRAITS = {"lstm": ("recurrent", "constant"), "transformer": ("transformer", "growing"),
