@@ -66,8 +66,8 @@ class SinusoidalPositions(nn.Module):
         return self.table[positions]
 
 
-def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, is_causal: bool) -> Tensor:
-    """SDPA's function with an explicit attention matrix. q (B, h, T, dh), k/v (B, h, S, dh) -> (B, h, T, dh).
+def softmax_weights(q: Tensor, k: Tensor, mask: Tensor | None, is_causal: bool = False) -> Tensor:
+    """The explicit attention matrix softmax(q k^T / sqrt(dh)): q (B, h, T, dh), k (B, h, S, dh) -> (B, h, T, S).
 
     mask: bool broadcastable to (B, h, T, S), True = may attend; is_causal: top-left aligned lower triangle.
     """
@@ -77,7 +77,12 @@ def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout
         mask = causal if mask is None else mask & causal
     if mask is not None:
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (B, h, T, S)
-    weights = torch.softmax(scores, dim=-1)  # (B, h, T, S)
+    return torch.softmax(scores, dim=-1)  # (B, h, T, S)
+
+
+def math_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float, is_causal: bool) -> Tensor:
+    """SDPA's function with an explicit attention matrix. q (B, h, T, dh), k/v (B, h, S, dh) -> (B, h, T, dh)."""
+    weights = softmax_weights(q, k, mask, is_causal)  # (B, h, T, S)
     if dropout > 0:
         weights = dropout_fn(weights, dropout)
     return weights.to(v.dtype) @ v  # (B, h, T, dh)
@@ -143,10 +148,7 @@ class MultiHeadAttention(nn.Module):
             scores = feature_map(q) @ feature_map(k).transpose(-2, -1)  # (B, h, T, S)
             scores = scores.masked_fill(~mask, 0.0) if mask is not None else scores
             return scores / scores.sum(-1, keepdim=True).clamp(min=1e-6)
-        scores = q @ k.transpose(-2, -1) * q.size(-1) ** -0.5  # (B, h, T, S)
-        if mask is not None:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        return torch.softmax(scores, dim=-1)
+        return softmax_weights(q, k, mask)  # (B, h, T, S)
 
     @property
     def cache_names(self) -> tuple[str, ...]:
