@@ -1,7 +1,8 @@
 """evaluate(cfg): translate a split or raw text with a checkpoint or an exported model and score with sacreBLEU.
 
 Also: n-best output (``decode.n_best``), interactive translation of stdin (``input=- output=-``), and paired
-significance against a second system (``compare_with=``, :func:`paired_significance`).
+significance against a second system (``compare_with=``, a model translated here, or ``compare_hyps=``, another
+system's translations of the same sentences, e.g. a JoeyNMT or fairseq output; :func:`paired_significance`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,30 @@ class System:
     name: str  # what it was loaded from: a checkpoint file or an export folder
     translator: TranslatorBase
     data: dict[str, Any]  # the data config it was trained with (test sets, languages)
+    option = "compare_with"  # the evaluate.py key that names it as the second system
+
+    def hypotheses(self, sources: list[str], what: str) -> list[str]:
+        """Its translations of ``sources`` (of ``what``: a split or an input file)."""
+        return translate_lines(self.translator, sources, 1)[0]
+
+
+@dataclass
+class Hypotheses:
+    """Another system's translations of the evaluated sentences (``compare_hyps=FILE``), one line per sentence."""
+
+    name: str  # the file
+    lines: list[str]
+    option = "compare_hyps"
+
+    def check(self, n: int, what: str) -> None:
+        """Fail before any translation when the file does not hold one line per sentence of ``what``."""
+        if len(self.lines) != n:
+            raise InputError(f"compare_hyps={self.name} has {len(self.lines)} lines but {what} has {n} sentences; "
+                             "give the other system's translations of exactly these sentences, one per line, in order")
+
+    def hypotheses(self, sources: list[str], what: str) -> list[str]:
+        self.check(len(sources), what)
+        return self.lines
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Score]:
@@ -53,9 +78,14 @@ def evaluate(cfg: DictConfig) -> dict[str, Score]:
     require_values(cfg)
     if cfg.output not in (None, "-"):
         _check_writable(Path(cfg.output))
+    if cfg.compare_with and cfg.compare_hyps:
+        raise MTError("give compare_with= (a model, translated here) or compare_hyps= (its translations), not both")
+    other: System | Hypotheses | None = (Hypotheses(str(cfg.compare_hyps), read_lines(str(cfg.compare_hyps)))
+                                         if cfg.compare_hyps else None)
     system = load_system(cfg, cfg.ckpt, cfg.model_dir)
-    other = load_system(cfg, str(cfg.compare_with), None, compare=True) if cfg.compare_with else None
-    if other is not None and (other.data.get("src"), other.data.get("tgt")) != (system.data.get("src"),
+    if cfg.compare_with:
+        other = load_system(cfg, str(cfg.compare_with), None, compare=True)
+    if isinstance(other, System) and (other.data.get("src"), other.data.get("tgt")) != (system.data.get("src"),
                                                                              system.data.get("tgt")):
         raise MTError(f"compare_with={cfg.compare_with} translates {other.data.get('src')}-{other.data.get('tgt')}, "
                       f"the model {system.data.get('src')}-{system.data.get('tgt')}; compare systems of one pair")
@@ -166,7 +196,8 @@ def _decode_line(raw: bytes, lineno: int) -> str:
                          "(e.g. iconv -f latin1 -t utf-8)") from None
 
 
-def _translate_text(cfg: DictConfig, system: System, other: System | None, out_dir: Path) -> dict[str, Score]:
+def _translate_text(cfg: DictConfig, system: System, other: System | Hypotheses | None, out_dir: Path
+                    ) -> dict[str, Score]:
     name = "stdin" if cfg.input == "-" else cfg.input
     output, n_best = cfg.output or "-", int(cfg.decode.n_best)
     latency: dict[str, dict] = {}
@@ -183,7 +214,9 @@ def _translate_text(cfg: DictConfig, system: System, other: System | None, out_d
         sources = read_lines(cfg.input)
         refs = _references(cfg, len(sources), f"input {name}")  # checked before the (long) translation
         if other is not None and refs is None:
-            raise MTError("compare_with= needs references: evaluate a split, or give references=FILE")
+            raise MTError("compare_with=/compare_hyps= need references: evaluate a split, or give references=FILE")
+        if isinstance(other, Hypotheses):
+            other.check(len(sources), f"input {name}")
         simul = _wait_k(cfg, system, sources, refs[0] if refs else None)
         hyps, lines = (simul.texts, simul.texts) if simul else translate_lines(system.translator, sources, n_best)
         write_lines(output, lines)
@@ -207,12 +240,18 @@ def _translate_text(cfg: DictConfig, system: System, other: System | None, out_d
     return scores
 
 
-def _translate_splits(cfg: DictConfig, system: System, other: System | None, out_dir: Path) -> dict[str, Score]:
+def _translate_splits(cfg: DictConfig, system: System, other: System | Hypotheses | None, out_dir: Path
+                      ) -> dict[str, Score]:
     from mt.data import TranslationDataModule
 
     data_cfg = OmegaConf.merge({"paths": cfg.paths}, {"data": system.data}, {"data": cfg.data}).data
     dm = TranslationDataModule(data_cfg, cfg.paths)
     names = list(dm.test_names) if cfg.split == "test" else [cfg.split]
+    if isinstance(other, Hypotheses):
+        if len(names) > 1:
+            raise MTError(f"compare_hyps= holds one set's translations but split={cfg.split} has {len(names)} "
+                          f"({', '.join(names)}); choose one with split=NAME")
+        other.check(len(dm.sources(names[0])), f"split {names[0]}")
     scores: dict[str, Score] = {}
     significance: dict[str, PairedSignificance] = {}
     latency: dict[str, dict] = {}
@@ -265,23 +304,27 @@ def _score(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str
     return corpus_score(hyps, refs, tgt_lang=system.data["tgt"], tokenize=cfg.decode.get("bleu_tokenize"))
 
 
-def _compare(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str]], other: System, sources: list[str],
-             other_out: Path) -> tuple[PairedSignificance, str]:
-    """Translate ``sources`` with ``other`` too (hypotheses written to ``other_out``) and test the difference."""
-    other_hyps, _ = translate_lines(other.translator, sources, 1)
-    write_lines(str(other_out), other_hyps)
+def _compare(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str]], other: System | Hypotheses,
+             sources: list[str], other_out: Path) -> tuple[PairedSignificance, str]:
+    """``other``'s translations of ``sources`` (a model's written to ``other_out``) against ours: the paired test."""
+    other_hyps = other.hypotheses(sources, f"{len(sources)} sentences")
+    if isinstance(other, System):
+        write_lines(str(other_out), other_hyps)
+    else:
+        other_out = Path(other.name)
     sig = paired_significance(hyps, other_hyps, refs, int(cfg.significance_samples), tgt_lang=system.data["tgt"],
                               tokenize=cfg.decode.get("bleu_tokenize"))
-    return sig, f"compare_with={other.name} (B, hypotheses in {other_out}) vs this model (A):\n{sig}"
+    return sig, f"{other.option}={other.name} (B, hypotheses in {other_out}) vs this model (A):\n{sig}"
 
 
-def _write_metrics(out_dir: Path, cfg: DictConfig, system: System, other: System | None,
+def _write_metrics(out_dir: Path, cfg: DictConfig, system: System, other: System | Hypotheses | None,
                    scores: dict[str, Score], significance: dict[str, PairedSignificance],
                    latency: dict[str, dict] | None = None) -> None:
     payload = {"ckpt": system.name, "engine": cfg.engine, "decode": OmegaConf.to_container(cfg.decode, resolve=True),
                "precision": str(cfg.precision), "scores": {k: s.as_dict() for k, s in scores.items()}}
     if other is not None:
-        payload.update(compare_with=other.name, significance={k: v.as_dict() for k, v in significance.items()})
+        payload[other.option] = other.name
+        payload["significance"] = {k: v.as_dict() for k, v in significance.items()}
     if latency:  # decode.policy=wait_k: AL/LAAL/DAL per set, in source subwords and words
         payload["latency"] = latency
     atomic_write_text(out_dir / "metrics.json", json.dumps(payload, indent=2) + "\n")

@@ -75,3 +75,32 @@ def test_evaluate_compare_with_reports_paired_bootstrap(two_systems, tmp_path):
     assert sig["n_sentences"] == 100 and 0 < sig["metrics"]["BLEU"]["p_value"] <= 1
     assert sig["metrics"]["chrF2"]["a"]["score"] == pytest.approx(metrics["scores"]["test_2016_flickr"]["chrf"])
     assert len((tmp_path / "hyps.test_2016_flickr.B.txt").read_text(encoding="utf-8").splitlines()) == 100
+
+
+def test_evaluate_compare_hyps_tests_another_systems_translations(two_systems, tmp_path):
+    """compare_hyps=FILE: an outside system's output (here the references themselves: a perfect system B)."""
+    a, _ = two_systems
+    env = {**os.environ, "MT_DATA_DIR": str(SHARED_DATA), "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
+    common = [sys.executable, str(ROOT / "evaluate.py"), f"ckpt={a}", "+data.limit=100", "decode.beam_size=1",
+              "significance_samples=200", f"paths.cache_dir={tmp_path / 'cache'}"]
+    perfect = tmp_path / "peer.de"
+    perfect.write_text("\n".join(references(100)) + "\n", encoding="utf-8")
+    r = subprocess.run([*common, f"compare_hyps={perfect}", f"hydra.run.dir={tmp_path / 'ok'}"],
+                       capture_output=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert f"compare_hyps={perfect}" in r.stdout.decode()
+    metrics = json.loads((tmp_path / "ok" / "metrics.json").read_text())
+    sig = metrics["significance"]["test_2016_flickr"]["metrics"]["BLEU"]
+    assert metrics["compare_hyps"] == str(perfect) and sig["b"]["score"] == pytest.approx(100.0)
+    assert sig["p_value"] < 0.05 and not (tmp_path / "ok" / "hyps.test_2016_flickr.B.txt").exists()
+
+    short = tmp_path / "short.de"
+    short.write_text("\n".join(references(99)) + "\n", encoding="utf-8")
+    for extra, message in (([f"compare_hyps={short}"], "has 99 lines but split test_2016_flickr has 100"),
+                           ([f"compare_hyps={perfect}", f"compare_with={a}"], "not both")):
+        out = tmp_path / f"bad{len(extra)}"
+        r = subprocess.run([*common, *extra, f"hydra.run.dir={out}"], capture_output=True, env=env, cwd=ROOT,
+                           timeout=300)
+        err = r.stderr.decode().strip()
+        assert r.returncode != 0 and message in err and "Traceback" not in err, err[-2000:]
+        assert not (out / "hyps.test_2016_flickr.txt").exists()  # refused before translating anything
