@@ -49,8 +49,8 @@ class System:
     data: dict[str, Any]  # the data config it was trained with (test sets, languages)
     option = "compare_with"  # the evaluate.py key that names it as the second system
 
-    def hypotheses(self, sources: list[str], what: str) -> list[str]:
-        """Its translations of ``sources`` (of ``what``: a split or an input file)."""
+    def hypotheses(self, sources: list[str]) -> list[str]:
+        """Its translations of ``sources``."""
         return translate_lines(self.translator, sources, 1)[0]
 
 
@@ -68,8 +68,8 @@ class Hypotheses:
             raise InputError(f"compare_hyps={self.name} has {len(self.lines)} lines but {what} has {n} sentences; "
                              "give the other system's translations of exactly these sentences, one per line, in order")
 
-    def hypotheses(self, sources: list[str], what: str) -> list[str]:
-        self.check(len(sources), what)
+    def hypotheses(self, sources: list[str]) -> list[str]:
+        """The file's lines (their count was checked with :meth:`check` before anything was translated)."""
         return self.lines
 
 
@@ -247,17 +247,17 @@ def _translate_splits(cfg: DictConfig, system: System, other: System | Hypothese
     data_cfg = OmegaConf.merge({"paths": cfg.paths}, {"data": system.data}, {"data": cfg.data}).data
     dm = TranslationDataModule(data_cfg, cfg.paths)
     names = list(dm.test_names) if cfg.split == "test" else [cfg.split]
-    if isinstance(other, Hypotheses):
-        if len(names) > 1:
-            raise MTError(f"compare_hyps= holds one set's translations but split={cfg.split} has {len(names)} "
-                          f"({', '.join(names)}); choose one with split=NAME")
-        other.check(len(dm.sources(names[0])), f"split {names[0]}")
+    if isinstance(other, Hypotheses) and len(names) > 1:
+        raise MTError(f"compare_hyps= holds one set's translations but split={cfg.split} has {len(names)} "
+                      f"({', '.join(names)}); choose one with split=NAME")
     scores: dict[str, Score] = {}
     significance: dict[str, PairedSignificance] = {}
     latency: dict[str, dict] = {}
     for name in names:
         sources = dm.sources(name)
         refs = _references(cfg, len(sources), f"split {name}") or [dm.references(name)]
+        if isinstance(other, Hypotheses):
+            other.check(len(sources), f"split {name}")
         simul = _wait_k(cfg, system, sources, refs[0])
         hyps, lines = (simul.texts, simul.texts) if simul else translate_lines(system.translator, sources,
                                                                                 int(cfg.decode.n_best))
@@ -307,7 +307,7 @@ def _score(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str
 def _compare(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str]], other: System | Hypotheses,
              sources: list[str], other_out: Path) -> tuple[PairedSignificance, str]:
     """``other``'s translations of ``sources`` (a model's written to ``other_out``) against ours: the paired test."""
-    other_hyps = other.hypotheses(sources, f"{len(sources)} sentences")
+    other_hyps = other.hypotheses(sources)
     if isinstance(other, System):
         write_lines(str(other_out), other_hyps)
     else:
