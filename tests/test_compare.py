@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from mt.api import MTError, short_precision
 from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second
-from mtlab.compare.runs import plan_runs, read_csv_logs, run_env
+from mtlab.compare.runs import plan_runs, read_csv_logs, run_env, run_groups
 from mtlab.compare.summary import time_to_bleu
 from mtlab.overrides import forwarded_overrides
 from tests.utils import TINY, TINY_BENCH, TINY_DATA, run_module
@@ -56,6 +56,13 @@ def test_plan_runs_one_per_seed(tmp_path: Path) -> None:
     assert not any(c.startswith("seed=") for c in plan_runs(OmegaConf.merge(cfg, {"seeds": None}), tmp_path, [])[0].command)
     with pytest.raises(MTError, match="repeats a seed"):
         plan_runs(OmegaConf.merge(cfg, {"seeds": [3, 3]}), tmp_path, [])
+    (tmp_path / "runs" / "lstm").mkdir(parents=True)
+    (tmp_path / "runs" / "lstm" / "results.json").write_text("{}")  # seed 7's LSTM finished earlier
+    plans = plan_runs(cfg, tmp_path, [])
+    pairs = [[p.name for p in group] for group in run_groups(plans, parallel=True)]
+    assert pairs == [["transformer"], ["lstm.seed8", "transformer.seed8"]]  # a seed's presets together
+    assert [[p.name for p in g] for g in run_groups(plans, parallel=False)] == [
+        ["lstm.seed8"], ["transformer"], ["transformer.seed8"]]
 
 
 def test_seed_means_and_per_seed_significance_decide_the_bleu_claim() -> None:

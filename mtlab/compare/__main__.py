@@ -1,7 +1,7 @@
 """Compare matched presets end to end and write REPORT.md, results.json and plots into output_dir.
 
 python -m mtlab.compare                                  # Multi30k en-de, models=[lstm,transformer], conf/compare.yaml
-python -m mtlab.compare parallel=true                    # both runs at once, the cores shared out
+python -m mtlab.compare parallel=true                    # a seed's runs at once, the cores shared out
 python -m mtlab.compare data.src=de data.tgt=en          # data/paths/decode overrides go to every train.py run too
 python -m mtlab.compare models=[lstm_base,transformer_base] data=hf data.path=wmt14 data.config=de-en \
     data.src=de data.tgt=en 'train_overrides=["trainer.precision=bf16-mixed","trainer.max_epochs=20"]' \

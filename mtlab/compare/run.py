@@ -58,7 +58,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     significance = pairwise_significance(cfg, every_seed, out / "significance")
     runs = {p: summarize_run(o, bench, levels, every_seed[p]) for p, o in outcomes.items()}
     first = next(iter(runs.values()))
-    n_todo = len(plans)
+    n_together = len(cfg.models)  # in parallel, a seed's presets run together (runs.run_groups)
     results = {
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "output_dir": str(out),
@@ -67,7 +67,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
         "bench_system": bench["system"],
         "data": bench.get("data", {}),
         "budget": {**first["budget"], "parallel": bool(cfg.parallel),
-                   "omp_threads": run_env(bool(cfg.parallel), n_todo).get("OMP_NUM_THREADS", os.environ.get(
+                   "omp_threads": run_env(bool(cfg.parallel), n_together).get("OMP_NUM_THREADS", os.environ.get(
                        "OMP_NUM_THREADS")), "train_overrides": [str(o) for o in cfg.train_overrides]},
         "runs": runs,
         "roles": roles(runs),

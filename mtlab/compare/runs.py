@@ -96,16 +96,25 @@ def run_env(parallel: bool, n_runs: int) -> dict[str, str]:
     return env
 
 
-def execute(plans: list[RunPlan], parallel: bool) -> None:
-    """Start the runs that are not finished (all at once when ``parallel``) and wait; a failed run is an error."""
+def run_groups(plans: list[RunPlan], parallel: bool) -> list[list[RunPlan]]:
+    """The runs started together: one at a time, or in parallel every preset of one seed at once (the presets of
+    a seed share the machine over the same minutes, so a wall-clock budget treats them alike)."""
     todo = [p for p in plans if p.status != "finished"]
+    if not parallel:
+        return [[p] for p in todo]
+    seeds = dict.fromkeys(p.seed for p in plans)  # in the order of cfg.seeds
+    return [group for seed in seeds if (group := [p for p in todo if p.seed == seed])]
+
+
+def execute(plans: list[RunPlan], parallel: bool) -> None:
+    """Start the runs that are not finished (in parallel: a seed's presets at once) and wait; a failed run is an
+    error."""
     for p in plans:
         if p.status == "finished":
             log.info("%s: finished earlier (%s), not retrained", p.name, p.run_dir / "results.json")
-    env = run_env(parallel, len(todo))
     failed = []
-    groups = [todo] if parallel else [[p] for p in todo]
-    for group in groups:
+    for group in run_groups(plans, parallel):
+        env = run_env(parallel, len(group))
         procs = []
         try:
             for p in group:
@@ -115,7 +124,7 @@ def execute(plans: list[RunPlan], parallel: bool) -> None:
                            f"{' '.join(p.command)}\n")
                 logf.flush()
                 log.info("%s: %s run (log: %s)%s", p.name, p.status, p.log_path,
-                         f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if parallel and len(todo) > 1 else "")
+                         f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if parallel and len(group) > 1 else "")
                 procs.append((p, subprocess.Popen(p.command, cwd=os.getcwd(), env=env, stdout=logf,
                                                   stderr=subprocess.STDOUT), logf, time.perf_counter()))
             for p, proc, logf, start in procs:
