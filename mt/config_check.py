@@ -137,6 +137,11 @@ def lightning_precisions() -> tuple:
     return tuple(dict.fromkeys(literals(typing.get_type_hints(lightning.Trainer.__init__)["precision"])))
 
 
+def trainer_precisions() -> tuple:
+    """``trainer.precision``: ``auto`` (resolved by :func:`mt.device.train_precision`) or a Lightning value."""
+    return ("auto", *lightning_precisions())
+
+
 @dataclass(frozen=True)
 class LazyOneOf(Rule):
     """One of the values ``choices()`` returns, looked up only when a config has the key."""
@@ -209,7 +214,7 @@ RULES: dict[str, Rule] = {
     "model.d_model": POSITIVE,
     "model.n_heads": POSITIVE,
     "model.max_positions": POSITIVE,
-    "trainer.precision": LazyOneOf(lightning_precisions),
+    "trainer.precision": LazyOneOf(trainer_precisions),
     "trainer.max_epochs": Nullable(Integer(-1)),
     "trainer.max_steps": Integer(-1),
     "trainer.accumulate_grad_batches": POSITIVE,

@@ -27,6 +27,7 @@ from mt.checkpoint import (
 )
 from mt.config_check import check_config
 from mt.data import TranslationDataModule
+from mt.device import has_bf16_units, short_precision, train_precision, training_device
 from mt.errors import require_values
 from mt.metrics import metric_signatures
 from mt.models import build_model
@@ -55,6 +56,7 @@ class TrainResult:
     peak_memory_mb: float  # CUDA: peak allocated by this process; CPU: peak resident set size
     fit_seconds: float  # wall-clock time of fitting, validation included, summed over resumes
     fit_tok_s: float  # target tokens trained per second of this fit (a resumed run: since the resume), validation included
+    precision: str  # the Lightning precision it trained in (trainer.precision=auto resolved for this machine)
     test: dict[str, dict] = field(default_factory=dict)  # the best checkpoint's test scores
     test_averaged: dict[str, dict] = field(default_factory=dict)  # average_best=true: the averaged checkpoint's
 
@@ -71,6 +73,14 @@ def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values() if c] or False
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    device = training_device(trainer_kwargs.get("accelerator", "auto"))
+    precision = train_precision(trainer_kwargs["precision"], device)
+    if precision != str(trainer_kwargs["precision"]):
+        log.info("trainer.precision=%s: training in %s on this machine", trainer_kwargs["precision"], precision)
+    if short_precision(precision) == "bf16" and not has_bf16_units(device):
+        log.warning("trainer.precision=%s on a %s without bf16 units: bf16 is emulated there and much slower than "
+                    "float32; use trainer.precision=auto or 32", precision, device.type.upper())
+    trainer_kwargs["precision"] = precision
     return L.Trainer(**trainer_kwargs, callbacks=callbacks, logger=loggers,
                      plugins=[AtomicCheckpointIO()], default_root_dir=str(output_dir))
 
@@ -167,7 +177,7 @@ def train(cfg: DictConfig) -> TrainResult:
 
     result = TrainResult(str(output_dir), best_bleu, best, last, averaged, trainer.global_step,
                          trainer.current_epoch, n_params, module.model.traits.family, round(peak_memory_mb(), 1),
-                         round(module.elapsed_s(), 1), round(module.fit_throughput(), 1))
+                         round(module.elapsed_s(), 1), round(module.fit_throughput(), 1), str(trainer.precision))
     if cfg.test_after_fit and not trainer.interrupted:
         logged = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
         result.test = test_scores(logged, list(references.test), cfg)

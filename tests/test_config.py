@@ -69,7 +69,7 @@ def test_unknown_key_on_command_line_is_one_message():
 
 def test_experiment_overrides_trainer():
     cfg = compose_train(["experiment=multi30k_cpu", "model=lstm", "paths.output_dir=/tmp/x"])
-    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.max_time == "00:00:50:00"
+    assert cfg.trainer.precision == "auto" and cfg.trainer.max_time == "00:00:50:00"
     assert cfg.model._target_ == "mt.models.lstm.LSTMSeq2Seq"
 
 
@@ -125,6 +125,21 @@ def test_precisions_lightning_accepts_pass(precision):
 
     assert precision in lightning_precisions()
     check_config(compose_train([f"trainer.precision={precision}", "paths.output_dir=/tmp/x"]))
+
+
+def test_auto_precision_is_bf16_only_where_the_device_has_bf16_units(monkeypatch):
+    import torch
+
+    from mt import device
+    from mt.config_check import check_config
+
+    check_config(compose_train(["trainer.precision=auto", "paths.output_dir=/tmp/x"]))
+    cpu = torch.device("cpu")
+    for units, want in ((True, "bf16-mixed"), (False, "32-true")):
+        monkeypatch.setattr(device, "has_bf16_units", lambda d, units=units: units)
+        assert device.train_precision("auto", cpu) == want
+        assert device.train_precision("16-mixed", cpu) == "16-mixed"  # an explicit choice stands
+    assert device.training_device("cpu") == cpu
 
 
 def test_bad_value_from_the_cli_is_one_line_before_data_preparation(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mt.batch import BOS_ID
-from mt.models import build_model, reorder_state
+from mt.models import build_model, reorder_state, rnn
 from mt.models.attention import build_attention
 from tests.model_cases import (
     PRESETS,
@@ -98,6 +98,29 @@ def test_bf16_autocast_gives_finite_logits(variant: str) -> None:
         logits = model(src, lengths, tgt_in)
         stepped = step_all(model, src, lengths, tgt_in)
     assert torch.isfinite(logits).all() and torch.isfinite(stepped).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kernel", [True, False])
+def test_lstm_under_cpu_autocast_runs_with_or_without_a_low_precision_kernel(dtype, kernel, monkeypatch) -> None:
+    """Where the CPU has no bf16 / fp16 LSTM kernel (AVX2-only machines: oneDNN refuses the call) the LSTM runs in
+    float32, numbers equal to no autocast; where it has one, autocast's kernel. Either way it trains."""
+    if kernel and not rnn.cpu_lstm_runs_in(dtype):
+        pytest.skip(f"this CPU has no {dtype} LSTM kernel")
+    monkeypatch.setattr(rnn, "cpu_lstm_runs_in", lambda _: kernel)
+    torch.manual_seed(0)
+    lstm = rnn.LSTM(4, 6, num_layers=2, batch_first=True)
+    x, state = torch.randn(3, 5, 4), (torch.randn(2, 3, 6), torch.randn(2, 3, 6))  # (B, T, E); (L, B, H) each
+    low = tuple(t.to(dtype) for t in state)  # a state made under autocast
+    want, _ = lstm(x, tuple(t.float() for t in low))
+    with torch.autocast("cpu", dtype=dtype):
+        got, (h, c) = lstm(x, low)
+    assert torch.isfinite(got).all() and h.shape == c.shape == (2, 3, 6)
+    if not kernel:
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+    got.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in lstm.parameters())
 
 
 @pytest.mark.parametrize("kind", ["dot", "general", "additive"])

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from mt.checkpoint import CheckpointError, average_checkpoints, load_checkpoint
+from mt.device import has_bf16_units
 from mt.errors import MTError
 from mt.pipeline import train
 from mt.runlogs import metric_rows
@@ -71,12 +72,15 @@ def test_resume_continues_exactly(tmp_path, cache):
         assert got[step] == pytest.approx(want[step], rel=1e-5, abs=1e-6), step
 
 
-@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
+@pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "auto"])
 def test_mixed_precision_on_cpu_and_max_steps_mid_epoch(precision, tmp_path, cache):
     result = train(compose_train(tiny_overrides("transformer", tmp_path / "run", cache) +
                                  [f"trainer.precision={precision}", "trainer.max_steps=4", "test_after_fit=false"]))
     losses = train_losses(tmp_path / "run")
     assert result.global_step == 4 and len(losses) == 4
+    auto = "bf16-mixed" if has_bf16_units(torch.device("cpu")) else "32-true"  # this machine's CPU decides
+    trained_in = {"auto": auto, "16-mixed": "bf16-mixed"}.get(precision, precision)  # Lightning: no fp16 on CPU
+    assert result.precision == trained_in
     assert all(torch.isfinite(torch.tensor(list(losses.values()))))
 
 

@@ -25,6 +25,7 @@ from mt.models.base import DecoderState, EncoderOut, visibility_mask
 from mt.models.buffers import append
 from mt.models.composed import Decoder
 from mt.models.dropout import Dropout
+from mt.models.rnn import LSTM
 
 BRIDGES = ("final", "mean", "none")
 
@@ -48,7 +49,7 @@ class AttnLSTMDecoder(Decoder):
         # bridge: encoder summary (B, M) -> initial h and c of every decoder layer
         self.bridge = nn.Linear(memory_dim, 2 * layers * hidden) if bridge != "none" else None
         self.dropout = Dropout(dropout)
-        self.rnn = nn.LSTM(embed_dim + (hidden if input_feeding else 0), hidden, num_layers=layers,
+        self.rnn = LSTM(embed_dim + (hidden if input_feeding else 0), hidden, num_layers=layers,
                            dropout=dropout if layers > 1 else 0.0, batch_first=True)
         self.attention = build_attention(attention, hidden, memory_dim)
         self.combine = nn.Linear(memory_dim + hidden, hidden, bias=False)

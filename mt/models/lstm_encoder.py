@@ -9,6 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from mt.models.base import EncoderOut, Seq2Seq
 from mt.models.composed import Encoder
 from mt.models.dropout import Dropout
+from mt.models.rnn import LSTM
 
 
 class LSTMEncoder(Encoder):
@@ -23,7 +24,7 @@ class LSTMEncoder(Encoder):
         self.embed = embed
         self.output_dim = 2 * hidden
         self.dropout = Dropout(dropout)
-        self.lstm = nn.LSTM(embed.embedding_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
+        self.lstm = LSTM(embed.embedding_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
                             bidirectional=True, batch_first=True)
 
     def forward(self, src: Tensor, src_lengths: Tensor) -> EncoderOut:

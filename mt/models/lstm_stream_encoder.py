@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from mt.models.base import EncoderOut, EncoderStream, Seq2Seq
 from mt.models.composed import Encoder
 from mt.models.dropout import Dropout
+from mt.models.rnn import LSTM
 
 
 class UniLSTMEncoder(Encoder):
@@ -31,7 +32,7 @@ class UniLSTMEncoder(Encoder):
         self.output_dim = hidden
         self.hidden, self.layers = hidden, layers
         self.dropout = Dropout(dropout)
-        self.lstm = nn.LSTM(embed.embedding_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
+        self.lstm = LSTM(embed.embedding_dim, hidden, num_layers=layers, dropout=dropout if layers > 1 else 0.0,
                             batch_first=True)
 
     def forward(self, src: Tensor, src_lengths: Tensor) -> EncoderOut:

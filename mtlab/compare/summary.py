@@ -43,7 +43,8 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float], seeds: list[R
     if fit_seconds is None:
         elapsed = [v["elapsed_s"] for v in o.val if v["elapsed_s"] is not None]
         fit_seconds, fit_source = (elapsed[-1], "last val/elapsed_s") if elapsed else (None, "n/a")
-    precision = short_precision(trainer.get("precision", "32"))
+    trained_in = str(r.get("precision") or trainer.get("precision", "32"))  # results.json: auto resolved
+    precision = short_precision(trained_in)
     rows = _bench_rows(bench, o.preset)
     real = [x for x in rows if x["source"] == "real" and x["precision"] == precision]
     decoding = bench.get("decoding", {})
@@ -65,12 +66,13 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float], seeds: list[R
         "fit_seconds_source": fit_source,
         "peak_memory_mb": r.get("peak_memory_mb"),
         "train_tok_s_median": statistics.median(o.train_tok_s) if o.train_tok_s else None,
-        "train_precision": str(trainer.get("precision", "32")),
+        "train_precision": trained_in,
         "bench_precision": precision,
         "bench_tok_s_pipeline": real[0]["pipeline_tok_s"] if real else None,
         "bench_tok_s_bare": real[0]["bare_tok_s"] if real else None,
         "time_to_bleu": time_to_bleu(o.val, levels),
-        "budget": {k: trainer.get(k) for k in ("max_epochs", "max_time", "precision", "accelerator", "devices")},
+        "budget": {**{k: trainer.get(k) for k in ("max_epochs", "max_time", "accelerator", "devices")},
+                   "precision": trained_in},
         "decoding": [s for s in decoding.get("speed", []) if s["preset"] == o.preset],
         "batched_vs_single": next((s for s in decoding.get("batched_vs_single", []) if s["preset"] == o.preset),
                                   None),
