@@ -40,8 +40,8 @@ def short_precision(name: object) -> str:
 
 def has_bf16_units(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 matrix products in hardware: a GPU that torch says supports bf16, a CPU
-    with avx512_bf16 or AMX (oneDNN's own check). AVX2-only CPUs emulate bf16: a Transformer layer's training
-    step measured ~20x slower under bf16 autocast than in float32 on one (issue 9's notes in docs/)."""
+    with avx512_bf16 or AMX (oneDNN's own check). AVX2-only CPUs emulate bf16: training measured 28x (Transformer)
+    and 10x (LSTM) slower under bf16 autocast than in float32 on one (docs/sweeps/throughput.md, session 5)."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # private; absent = assume none
