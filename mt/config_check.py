@@ -20,6 +20,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from mt.errors import ConfigError
+from mt.schedule import LRSchedule
 
 
 # --------------------------------------------------------------------------------------------- value rules
@@ -186,7 +187,7 @@ RULES: dict[str, Rule] = {
     "optim.betas": ListOf(2, PROBABILITY),
     "optim.eps": Number(0.0, low_open=True),
     "optim.weight_decay": Number(0.0),
-    "optim.schedule": OneOf(("inverse_sqrt", "constant", "plateau")),
+    "optim.schedule": OneOf(LRSchedule.KINDS),
     "optim.warmup_steps": COUNT,
     "optim.min_lr": Number(0.0),
     "optim.plateau_factor": Number(0.0, 1.0, low_open=True, high_open=True),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field, replace
@@ -10,6 +11,7 @@ from typing import Any
 
 import torch
 from lightning import LightningModule
+from lightning.pytorch.callbacks import Timer
 from torch import Tensor
 
 from mt.batch import Batch
@@ -71,6 +73,7 @@ class TranslationModule(LightningModule):
         self._elapsed_before = 0.0  # wall-clock seconds of earlier (resumed-from) runs
         self._fit_t0 = time.perf_counter()
         self._fit_tokens = 0  # target tokens trained by this process in this fit (not counting resumed-from runs)
+        self._budget_steps = math.inf  # optimizer steps the trainer will run (max_steps / max_epochs), set at start
 
     # ----------------------------------------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
@@ -117,6 +120,18 @@ class TranslationModule(LightningModule):
     def elapsed_s(self) -> float:
         """Wall-clock seconds of fitting so far (validation included), summed over resumes."""
         return self._elapsed_before + time.perf_counter() - self._fit_t0
+
+    def budget_spent(self) -> float:
+        """Fraction of the training budget spent: optimizer steps against the trainer's step limit (max_steps or
+        max_epochs), wall-clock against ``trainer.max_time`` (Lightning's Timer, resumes included), whichever is
+        further. 0 when the run has no limit."""
+        spent = self.global_step / self._budget_steps if math.isfinite(self._budget_steps) else 0.0
+        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
+        remaining = None if timer is None else timer.time_remaining("train")  # None: no max_time
+        if remaining is not None:
+            elapsed = timer.time_elapsed("train")
+            spent = max(spent, elapsed / max(elapsed + remaining, 1e-9))
+        return spent
 
     def on_train_epoch_start(self) -> None:
         self._t_last = None
@@ -235,6 +250,11 @@ class TranslationModule(LightningModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self.schedule)  # one multiplier, every group
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
+    def lr_scheduler_step(self, scheduler: torch.optim.lr_scheduler.LRScheduler, metric: Any) -> None:
+        """After each optimizer step: the next step's rate, with the budget spent so far (optim.schedule=linear)."""
+        self.schedule.set_progress(self.budget_spent())
+        scheduler.step()
+
     # ------------------------------------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.tokenizer is not None:
@@ -251,6 +271,7 @@ class TranslationModule(LightningModule):
         self._elapsed_before = float(checkpoint.get("elapsed_s", 0.0))
 
     def on_train_start(self) -> None:
+        self._budget_steps = float(self.trainer.estimated_stepping_batches)  # inf without a step / epoch limit
         if self._rng_to_restore:  # resumed: continue the random streams (dropout) where they stopped
             rng = self._rng_to_restore
             torch.set_rng_state(rng["torch"])

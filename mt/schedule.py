@@ -10,16 +10,21 @@ import math
 
 
 class LRSchedule:
-    """Multiplier on the peak rate: linear warmup, then ``inverse_sqrt``, ``constant`` or ``plateau``.
+    """Multiplier on the peak rate: linear warmup, then ``inverse_sqrt``, ``constant``, ``plateau`` or ``linear``.
 
-    ``plateau`` keeps the rate constant after warmup and multiplies it by ``factor`` each time the validation
+    ``linear`` decays the rate linearly to ``min_lr`` at the end of the training budget: ``progress`` (the
+    fraction of the budget spent, set after every step by :meth:`set_progress`) goes from 0 to 1. Budget-aware
+    decay to zero trains better within a fixed budget than schedules that ignore it (Li et al. 2020, "Budgeted
+    training"), and the last checkpoints, trained at a rate near zero, are the settled ones. ``plateau`` keeps the rate constant after warmup and multiplies it by ``factor`` each time the validation
     metric has not improved for ``patience`` validations (see :meth:`observe`).
     """
 
+    KINDS = ("inverse_sqrt", "constant", "plateau", "linear")
+
     def __init__(self, kind: str, warmup_steps: int, lr: float, min_lr: float,
                  factor: float, patience: int) -> None:
-        if kind not in ("inverse_sqrt", "constant", "plateau"):
-            raise ValueError(f"optim.schedule={kind!r} is unknown; use inverse_sqrt, constant or plateau")
+        if kind not in self.KINDS:
+            raise ValueError(f"optim.schedule={kind!r} is unknown; use {', '.join(self.KINDS)}")
         self.kind = kind
         self.warmup_steps = max(0, int(warmup_steps))
         self.min_scale = min_lr / lr if lr > 0 else 0.0
@@ -28,6 +33,7 @@ class LRSchedule:
         self.scale = 1.0  # plateau decay so far
         self.best = -math.inf
         self.bad_rounds = 0
+        self.progress = 0.0  # linear: fraction of the training budget spent
 
     def __call__(self, step: int) -> float:
         step = step + 1  # LambdaLR counts from 0
@@ -35,9 +41,15 @@ class LRSchedule:
             return step / self.warmup_steps
         if self.kind == "inverse_sqrt":
             decay = math.sqrt(max(1, self.warmup_steps) / step)
+        elif self.kind == "linear":
+            decay = 1.0 - self.progress
         else:
             decay = self.scale  # 1.0 for constant
         return max(self.min_scale, decay)
+
+    def set_progress(self, fraction: float) -> None:
+        """Record the fraction of the training budget spent (``linear``; the others ignore it)."""
+        self.progress = min(1.0, max(0.0, float(fraction)))
 
     def observe(self, metric: float) -> bool:
         """Record a validation metric (higher is better); return True when the rate was just reduced."""

@@ -72,6 +72,23 @@ def test_resume_continues_exactly(tmp_path, cache):
         assert got[step] == pytest.approx(want[step], rel=1e-5, abs=1e-6), step
 
 
+def test_linear_schedule_decays_to_min_lr_at_the_end_of_the_budget(tmp_path, cache):
+    """optim.schedule=linear: warmup, then the rate falls linearly with the budget spent (here max_steps; the
+    max_time of an hour barely counts), to 1/max_steps of the peak at the last step, never under min_lr."""
+    steps, warmup, peak, floor = 8, 2, 1.0e-3, 2.0e-4
+    train(compose_train(tiny_overrides("transformer", tmp_path / "run", cache) + [
+        "optim.schedule=linear", f"optim.warmup_steps={warmup}", f"optim.lr={peak}", f"optim.min_lr={floor}",
+        f"trainer.max_steps={steps}", "trainer.max_epochs=100", "trainer.max_time=00:01:00:00",
+        "test_after_fit=false"]))
+    rates = {int(r["step"]): float(v) for r in metric_rows(tmp_path / "run") for k, v in r.items()
+             if k.startswith("lr-")}
+    assert sorted(rates) == list(range(steps))
+    assert rates[0] == pytest.approx(peak / warmup) and rates[1] == pytest.approx(peak)  # warmup
+    for step in range(warmup, steps):  # the rate of step k is set after step k - 1, with k steps done
+        assert rates[step] == pytest.approx(max(floor, peak * (1 - step / steps)), rel=2e-3), step
+    assert rates[steps - 1] == pytest.approx(floor)  # 1/8 of the peak is under the floor of 1/5
+
+
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "auto"])
 def test_mixed_precision_on_cpu_and_max_steps_mid_epoch(precision, tmp_path, cache):
     result = train(compose_train(tiny_overrides("transformer", tmp_path / "run", cache) +
