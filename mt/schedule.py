@@ -38,7 +38,9 @@ class LRSchedule:
     def __call__(self, step: int) -> float:
         step = step + 1  # LambdaLR counts from 0
         if step <= self.warmup_steps:
-            return step / self.warmup_steps
+            warm = step / self.warmup_steps
+            # linear: the decay caps the ramp, so a short budget partly spent in warmup has no drop when it ends
+            return min(warm, 1.0 - self.progress) if self.kind == "linear" else warm
         if self.kind == "inverse_sqrt":
             decay = math.sqrt(max(1, self.warmup_steps) / step)
         elif self.kind == "linear":

@@ -83,10 +83,11 @@ def test_linear_schedule_decays_to_min_lr_at_the_end_of_the_budget(tmp_path, cac
     rates = {int(r["step"]): float(v) for r in metric_rows(tmp_path / "run") for k, v in r.items()
              if k.startswith("lr-")}
     assert sorted(rates) == list(range(steps))
-    assert rates[0] == pytest.approx(peak / warmup) and rates[1] == pytest.approx(peak)  # warmup
-    for step in range(warmup, steps):  # the rate of step k is set after step k - 1, with k steps done
-        assert rates[step] == pytest.approx(max(floor, peak * (1 - step / steps)), rel=2e-3), step
-    assert rates[steps - 1] == pytest.approx(floor)  # 1/8 of the peak is under the floor of 1/5
+    for step in range(steps):  # the rate of step k is set after step k - 1, with k steps done
+        decay = peak * (1 - step / steps)
+        want = min(peak * (step + 1) / warmup, decay) if step < warmup else max(floor, decay)
+        assert rates[step] == pytest.approx(want, rel=2e-3), step
+    assert rates[1] < peak and rates[steps - 1] == pytest.approx(floor)  # decay caps the ramp; 1/8 < floor 1/5
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "auto"])
