@@ -18,12 +18,16 @@ from torch.nn.utils.rnn import PackedSequence
 
 
 @functools.cache
-def cpu_lstm_runs_in(dtype: torch.dtype) -> bool:
-    """Whether this CPU's LSTM kernel accepts ``dtype`` under autocast (a 1-step probe, cached per process)."""
+def cpu_lstm_runs_in(dtype: torch.dtype, training: bool = True) -> bool:
+    """Whether this CPU's LSTM kernel accepts ``dtype`` under autocast, for training (forward and backward) or
+    inference: a 1-step probe, cached per process. The two differ: an AMX Xeon without avx512_fp16 has an fp16
+    inference kernel but no fp16 training one."""
     probe = nn.LSTM(2, 2, batch_first=True)
     try:
-        with torch.no_grad(), torch.autocast("cpu", dtype=dtype):
-            probe(torch.zeros(1, 1, 2))
+        with torch.set_grad_enabled(training), torch.autocast("cpu", dtype=dtype):
+            out, _ = probe(torch.zeros(1, 1, 2))
+        if training:
+            out.float().sum().backward()
     except RuntimeError:
         return False
     return True
@@ -42,7 +46,7 @@ class LSTM(nn.LSTM):
 
     def forward(self, input: Tensor | PackedSequence, hx: tuple[Tensor, Tensor] | None = None):  # noqa: A002
         if (self.weight_ih_l0.device.type == "cpu" and torch.is_autocast_enabled("cpu")
-                and not cpu_lstm_runs_in(torch.get_autocast_dtype("cpu"))):
+                and not cpu_lstm_runs_in(torch.get_autocast_dtype("cpu"), torch.is_grad_enabled())):
             with torch.autocast("cpu", enabled=False):
                 return super().forward(_float32(input), _float32(hx))
         return super().forward(input, hx)
