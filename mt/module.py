@@ -74,6 +74,7 @@ class TranslationModule(LightningModule):
         self._fit_t0 = time.perf_counter()
         self._fit_tokens = 0  # target tokens trained by this process in this fit (not counting resumed-from runs)
         self._budget_steps = math.inf  # optimizer steps the trainer will run (max_steps / max_epochs), set at start
+        self._timer: Timer | None = None  # Lightning's max_time callback, found at start (None: no max_time)
 
     # ----------------------------------------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
@@ -126,10 +127,9 @@ class TranslationModule(LightningModule):
         max_epochs), wall-clock against ``trainer.max_time`` (Lightning's Timer, resumes included), whichever is
         further. 0 when the run has no limit."""
         spent = self.global_step / self._budget_steps if math.isfinite(self._budget_steps) else 0.0
-        timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
-        remaining = None if timer is None else timer.time_remaining("train")  # None: no max_time
+        remaining = None if self._timer is None else self._timer.time_remaining("train")  # None: no max_time
         if remaining is not None:
-            elapsed = timer.time_elapsed("train")
+            elapsed = self._timer.time_elapsed("train")
             spent = max(spent, elapsed / max(elapsed + remaining, 1e-9))
         return spent
 
@@ -272,6 +272,7 @@ class TranslationModule(LightningModule):
 
     def on_train_start(self) -> None:
         self._budget_steps = float(self.trainer.estimated_stepping_batches)  # inf without a step / epoch limit
+        self._timer = next((c for c in self.trainer.callbacks if isinstance(c, Timer)), None)
         if self._rng_to_restore:  # resumed: continue the random streams (dropout) where they stopped
             rng = self._rng_to_restore
             torch.set_rng_state(rng["torch"])
