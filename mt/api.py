@@ -8,12 +8,12 @@ from mt.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Batch
 from mt.checkpoint import CheckpointError, load_checkpoint
 from mt.config import CONF_DIR, compose
 from mt.data import TranslationDataModule
-from mt.device import LIGHTNING, autocast_for, resolve_device, short_precision
+from mt.device import LIGHTNING, autocast_for, has_bf16_units, resolve_device, short_precision
 from mt.errors import MTError, one_line_errors
 from mt.evaluate import PairedSignificance, paired_significance
 from mt.export import ExportError
 from mt.export.command import export_model
-from mt.loss import label_smoothed_nll
+from mt.loss import label_smoothed_nll, output_loss, projected_label_smoothed_nll
 from mt.metrics import Score, corpus_score
 from mt.models import DecoderState, EncoderOut, ModelTraits, Seq2Seq, build_model, reorder_state
 from mt.module import EvalReferences, TranslationModule
@@ -40,8 +40,9 @@ __all__ = [
     "Score", "ScoredTranslation", "SearchConfig", "Seq2Seq", "SimulResult", "Tokenizer", "TrainResult",
     "TranslationDataModule", "TranslationModule", "Translator", "UNK_ID", "atomic_write_text", "attention_heatmap", "autocast_for",
     "build_model", "build_module", "compose", "corpus_latency", "corpus_score", "csv_versions",
-    "decode_batch", "export_model", "label_smoothed_nll", "load_checkpoint", "metric_rows",
-    "model_from_checkpoint", "one_line_errors", "paired_significance", "reorder_state", "resolve_checkpoint",
+    "decode_batch", "export_model", "has_bf16_units", "label_smoothed_nll", "load_checkpoint", "metric_rows",
+    "model_from_checkpoint", "one_line_errors", "output_loss", "paired_significance", "projected_label_smoothed_nll",
+    "reorder_state", "resolve_checkpoint",
     "resolve_device", "search", "search_config", "short_precision", "train", "translate_simul",
     "wait_k_visibility",
 ]

@@ -171,6 +171,7 @@ RULES: dict[str, Rule] = {
     "train.log_samples": COUNT,
     "train.wait_k": Nullable(POSITIVE),
     "train.wait_k_multipath": BOOL,
+    "train.loss_chunk": Nullable(POSITIVE),
     "decode.beam_size": POSITIVE,
     "decode.validation_beam_size": Nullable(POSITIVE),
     "decode.len_penalty": Number(0.0),

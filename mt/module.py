@@ -16,12 +16,12 @@ from torch import Tensor
 
 from mt.batch import Batch
 from mt.errors import MTError
-from mt.loss import label_smoothed_nll
+from mt.loss import output_loss
 from mt.metrics import Score, corpus_score
 from mt.models import Seq2Seq
 from mt.optim import OptimizerFactory
 from mt.schedule import LRSchedule
-from mt.simul.training import training_logits
+from mt.simul.training import training_features
 from mt.tokenizer import Tokenizer
 from mt.translate import decode_batch, fit_batch, search_config, source_limit
 
@@ -78,9 +78,8 @@ class TranslationModule(LightningModule):
 
     # ----------------------------------------------------------------------------------------------- training
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
-        logits = training_logits(self.model, batch, self.hparams.train, sample=True)  # (B, T, V) full or wait-k
         n_tok = batch.n_tgt_tokens
-        loss_sum, nll_sum = label_smoothed_nll(logits, batch.tgt_out, self.hparams.train["label_smoothing"])
+        loss_sum, nll_sum = self._loss_sums(batch, self.hparams.train["label_smoothing"], sample=True)
         loss = loss_sum / max(n_tok, 1)
         finite = bool(torch.isfinite(loss))
         if self.trainer.world_size > 1:
@@ -97,6 +96,15 @@ class TranslationModule(LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.size)
         self.log("train/nll", nll_sum / max(n_tok, 1), batch_size=batch.size)
         return loss
+
+    def _loss_sums(self, batch: Batch, smoothing: float, sample: bool) -> tuple[Tensor, Tensor]:
+        """(summed label-smoothed loss, summed NLL) over the batch's target tokens, full-sentence or wait-k as
+        ``train`` asks (``sample``: draw multi-path k). The vocabulary projection is fused with the loss in blocks
+        of ``train.loss_chunk`` tokens; null (and checkpoints from before the option) projects all at once."""
+        features = training_features(self.model, batch, self.hparams.train, sample)  # (B, T, D)
+        chunk = self.hparams.train.get("loss_chunk")
+        return output_loss(features, self.model.output_layer, batch.tgt_out, smoothing,
+                           None if chunk is None else int(chunk))
 
     def _log_throughput(self, n_tok: int) -> None:
         """Target tokens per second (all ranks), smoothed; shown in the progress bar."""
@@ -150,8 +158,7 @@ class TranslationModule(LightningModule):
         batch, n_cut = fit_batch(batch, self._max_src, self._max_tgt)
         self._truncated += n_cut
         if batch.tgt_out is not None:
-            logits = training_logits(self.model, batch, self.hparams.train, sample=False)  # (B, T, V)
-            _, nll_sum = label_smoothed_nll(logits, batch.tgt_out, 0.0)
+            _, nll_sum = self._loss_sums(batch, 0.0, sample=False)
             n_tok = batch.n_tgt_tokens
             self.log(f"{stage}/loss", nll_sum / max(n_tok, 1), batch_size=n_tok, sync_dist=True,
                      add_dataloader_idx=dataloader_idx > 0)

@@ -52,13 +52,19 @@ class StubModel(Seq2Seq):
             probs[row, UNK_ID] = max(0.0, 1.0 - sum(dist.values()))
         return probs.log().float(), {"table": state["table"], "prefix": prefix}
 
-    def decode(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
+    def features(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
         state = self.init_state(enc)
         logits = []
         for t in range(tgt_in.size(1)):
             out, state = self.step(tgt_in[:, t], state)
             logits.append(out)
-        return torch.stack(logits, dim=1)
+        return torch.stack(logits, dim=1)  # (B, T, V): the stub's features are its log-probabilities
+
+    @property
+    def output_layer(self) -> torch.nn.Linear:
+        identity = torch.nn.Linear(STUB_VOCAB, STUB_VOCAB, bias=False)
+        torch.nn.init.eye_(identity.weight)
+        return identity
 
 
 # Beam finds a better hypothesis than greedy: greedy takes A (.6) then EOS (.4): .24; B then EOS is .36.

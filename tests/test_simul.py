@@ -16,7 +16,7 @@ from mt.simul import wait_k_visibility
 from mt.simul.latency import average_lagging
 from mt.simul.search import simul_beam, simul_greedy
 from mt.simul.steppers import PrefixStepper, ReencodingStepper, make_stepper
-from mt.simul.training import wait_k_logits
+from mt.simul.training import wait_k_features
 from tests.utils import CONF, SHARED_DATA
 
 VOCAB = 40
@@ -123,7 +123,7 @@ def test_wait_k_training_computes_what_decoding_steps(preset):
     src, lengths = sources([9, 5])
     tgt_in = torch.tensor([[BOS_ID, 5, 6, 7, 8, 9, 10, 11], [BOS_ID, 12, 13, 14, 15, 16, 17, 18]])
     with torch.no_grad():
-        taught = wait_k_logits(model, src, lengths, tgt_in, 3)  # (B, T, V)
+        taught = model.output_layer(wait_k_features(model, src, lengths, tgt_in, 3))  # (B, T, V)
         stepper = PrefixStepper(model, src, lengths, 3)
         stepped = torch.stack([stepper.logits(tgt_in[:, : s + 1], s) for s in range(tgt_in.size(1))], dim=1)
         full = model.decode(model.encode(src, lengths), tgt_in)
@@ -200,26 +200,27 @@ def test_agent_writes_what_simulated_greedy_writes(lines_and_tokenizer, preset):
         assert " ".join(words) == " ".join(tok.decode([expected.tokens])[0].split())
 
 
-def test_training_logits_follow_the_train_config():
+def test_training_features_follow_the_train_config():
     import random
 
     from mt.batch import Batch
-    from mt.simul.training import training_logits
+    from mt.simul.training import training_features
 
     model = tiny("transformer", streaming=True)
     src, lengths = sources([9, 5])
     tgt_in = torch.tensor([[BOS_ID, 5, 6, 7, 8], [BOS_ID, 9, 10, 11, 12]])
     batch = Batch(src, lengths, torch.arange(2), tgt_in, tgt_in)
     with torch.no_grad():
-        full = training_logits(model, batch, {}, sample=True)  # a config from before the option: full sentence
-        torch.testing.assert_close(full, model(src, lengths, tgt_in))
-        k3 = training_logits(model, batch, {"wait_k": 3, "wait_k_multipath": False}, sample=True)
-        torch.testing.assert_close(k3, wait_k_logits(model, src, lengths, tgt_in, 3))
+        full = training_features(model, batch, {}, sample=True)  # a config from before the option: full sentence
+        torch.testing.assert_close(model.output_layer(full), model(src, lengths, tgt_in))
+        k3 = training_features(model, batch, {"wait_k": 3, "wait_k_multipath": False}, sample=True)
+        torch.testing.assert_close(k3, wait_k_features(model, src, lengths, tgt_in, 3))
         random.seed(0)
-        drawn = {float(training_logits(model, batch, {"wait_k": 3, "wait_k_multipath": True}, sample=True).sum())
-                 for _ in range(12)}
+        multipath = {"wait_k": 3, "wait_k_multipath": True}
+        drawn = {float(model.output_layer(training_features(model, batch, multipath, sample=True)).sum())
+                 for _ in range(12)}  # (layer-normed features sum to ~0 whatever k is; their logits do not)
         assert len(drawn) == 3  # k in {1, 2, 3}
-        validation = training_logits(model, batch, {"wait_k": 3, "wait_k_multipath": True}, sample=False)
+        validation = training_features(model, batch, {"wait_k": 3, "wait_k_multipath": True}, sample=False)
         torch.testing.assert_close(validation, k3)
 
 

@@ -61,8 +61,8 @@ def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
 class Seq2Seq(nn.Module, ABC):
     """Encoder-decoder translation model.
 
-    Subclasses implement ``encode``, ``decode``, ``init_state`` and ``step``. ``decode`` over a whole prefix
-    and repeated ``step`` calls must give the same logits (up to float error).
+    Subclasses implement ``encode``, ``features`` (+ ``output_layer``), ``init_state`` and ``step``. ``decode``
+    over a whole prefix and repeated ``step`` calls must give the same logits (up to float error).
     """
 
     pad_id: int = PAD_ID
@@ -80,6 +80,16 @@ class Seq2Seq(nn.Module, ABC):
         """src: (B, S) ids, src_lengths: (B,) -> EncoderOut with memory (B, S, H)."""
 
     @abstractmethod
+    def features(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+        """Teacher forcing up to the vocabulary projection. tgt_in: (B, T) ids starting with BOS -> (B, T, D),
+        with ``output_layer(features(...)) == decode(...)``; the training loss projects it chunk by chunk
+        (:func:`mt.loss.projected_label_smoothed_nll`). src_visible: as in :meth:`decode`."""
+
+    @property
+    @abstractmethod
+    def output_layer(self) -> nn.Linear:
+        """The vocabulary projection: features (..., D) -> logits (..., V)."""
+
     def decode(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
         """Teacher forcing. tgt_in: (B, T) ids starting with BOS -> logits (B, T, V).
 
@@ -87,6 +97,7 @@ class Seq2Seq(nn.Module, ABC):
         (simultaneous / wait-k translation); the rest are masked. None = the whole source. See
         :func:`visibility_mask`.
         """
+        return self.output_layer(self.features(enc, tgt_in, src_visible))  # (B, T, V)
 
     @property
     @abstractmethod

@@ -47,7 +47,8 @@ class Encoder(nn.Module, ABC):
 
 
 class Decoder(nn.Module, ABC):
-    """Target side: teacher-forced ``forward`` and incremental ``init_state`` / ``step`` (same logits).
+    """Target side: teacher-forced ``features`` (projected by ``output``) and incremental ``init_state`` / ``step``
+    (same logits).
 
     Class attributes: ``max_target_len`` (None = any), ``decoder_state`` ("growing" | "constant", see
     :class:`ModelTraits`), ``decoding_variants`` (first = default), ``attention_impls``.
@@ -58,9 +59,15 @@ class Decoder(nn.Module, ABC):
     decoding_variants: tuple[str, ...] = ("default",)
     attention_impls: tuple[str, ...] = ()
 
+    output: nn.Linear  # the vocabulary projection, features (..., D) -> logits (..., V)
+
     @abstractmethod
+    def features(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+        """tgt_in (B, T) ids starting with BOS; src_visible None or (B, T) int64 -> (B, T, D) before ``output``."""
+
     def forward(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
         """tgt_in (B, T) ids starting with BOS; src_visible None or (B, T) int64 -> logits (B, T, V)."""
+        return self.output(self.features(enc, tgt_in, src_visible))
 
     @abstractmethod
     def init_state(self, enc: EncoderOut, variant: str) -> DecoderState:
@@ -122,8 +129,12 @@ class EncoderDecoder(Seq2Seq):
     def encode(self, src: Tensor, src_lengths: Tensor) -> EncoderOut:
         return self.encoder(src, src_lengths)
 
-    def decode(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
-        return self.decoder(enc, tgt_in, src_visible)
+    def features(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+        return self.decoder.features(enc, tgt_in, src_visible)
+
+    @property
+    def output_layer(self) -> nn.Linear:
+        return self.decoder.output
 
     def init_state(self, enc: EncoderOut, variant: str | None = None) -> DecoderState:
         return self.decoder.init_state(enc, self.check_variant(variant))

@@ -110,9 +110,9 @@ class AttnLSTMDecoder(Decoder):
             new_state["feed"] = hidden[:, -1]  # (B, H)
         return hidden, new_state, att.weights
 
-    def _logits(self, hidden: Tensor) -> Tensor:
-        """Attentional hidden (B, T, H) -> logits (B, T, V)."""
-        return self.output(self.out_proj(self.dropout(hidden)))
+    def _features(self, hidden: Tensor) -> Tensor:
+        """Attentional hidden (B, T, H) -> the output layer's input (B, T, E or H)."""
+        return self.out_proj(self.dropout(hidden))
 
     def _teacher_forced(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None
                         ) -> tuple[Tensor, Tensor]:
@@ -131,9 +131,9 @@ class AttnLSTMDecoder(Decoder):
             weights.append(w)
         return torch.cat(steps, dim=1), torch.cat(weights, dim=1)  # (B, T, H), (B, T, S)
 
-    def forward(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+    def features(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
         hidden, _ = self._teacher_forced(enc, tgt_in, src_visible)
-        return self._logits(hidden)  # (B, T, V)
+        return self._features(hidden)  # (B, T, E or H)
 
     def cross_attention(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
         """The attention distribution over source positions at each target position (B, T, S)."""
@@ -145,4 +145,4 @@ class AttnLSTMDecoder(Decoder):
         if self.input_feeding:
             x = torch.cat([x, state["feed"][:, None].to(x.dtype)], dim=-1)  # (B, 1, E + H)
         hidden, state, _ = self._advance(x, state, visibility_mask(state["mask"], src_visible))  # (B, 1, H)
-        return self._logits(hidden)[:, 0], state  # (B, V)
+        return self.output(self._features(hidden))[:, 0], state  # (B, V)

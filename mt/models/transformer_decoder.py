@@ -59,22 +59,23 @@ class TransformerDecoder(Decoder):
 
     def _run(self, x: Tensor, cross: list[KV], cross_mask: Tensor,
              caches: list[Cache] | None) -> tuple[Tensor, list[Cache]]:
-        """x (B, T, D) embedded positions; cross_mask (B, 1, T or 1, S) -> logits (B, T, V), each layer's cache."""
+        """x (B, T, D) embedded positions; cross_mask (B, 1, T or 1, S) -> features (B, T, D) before ``output``,
+        each layer's cache."""
         new_caches = []
         for i, layer in enumerate(self.layers):
             x, cache = layer(x, cross[i], cross_mask, None if caches is None else caches[i])  # (B, T, D)
             new_caches.append(cache)
-        return self.output(self.norm(x)), new_caches  # (B, T, V)
+        return self.norm(x), new_caches  # (B, T, D)
 
     def _cross_kv(self, memory: Tensor) -> list[KV]:
         """memory (B, S, D) -> per-layer cross-attention K/V (B, heads, S, d_head)."""
         return [layer.cross_attn.project_kv(memory) for layer in self.layers]
 
-    def forward(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
+    def features(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
         x = self.embedding(tgt_in, torch.arange(tgt_in.size(1), device=tgt_in.device))  # (B, T, D)
         cross_mask = visibility_mask(enc.mask, src_visible)[:, None]  # (B, 1, T or 1, S)
-        logits, _ = self._run(x, self._cross_kv(enc.memory), cross_mask, caches=None)
-        return logits  # (B, T, V)
+        out, _ = self._run(x, self._cross_kv(enc.memory), cross_mask, caches=None)
+        return out  # (B, T, D)
 
     def cross_attention(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
         """The last layer's cross-attention at each target position, averaged over heads (B, T, S)."""
@@ -119,14 +120,14 @@ class TransformerDecoder(Decoder):
             limit = torch.full_like(tokens, src_mask.size(1)) if src_visible is None else src_visible  # (B,)
             visible = torch.cat([state["visible"], limit[:, None]], dim=1)  # (B, t + 1)
             x = self.embedding(prefix, torch.arange(prefix.size(1), device=prefix.device))  # (B, t + 1, D)
-            logits, _ = self._run(x, cross, visibility_mask(src_mask, visible)[:, None], caches=None)
+            out, _ = self._run(x, cross, visibility_mask(src_mask, visible)[:, None], caches=None)
             new_state["prefix"], new_state["visible"] = prefix, visible
-            return logits[:, -1], new_state  # (B, V)
+            return self.output(out[:, -1]), new_state  # (B, V)
         caches = [{name: state[f"self_{name}.{i}"] for name in layer.self_attn.cache_names}
                   for i, layer in enumerate(self.layers)]
         x = self.embedding(tokens[:, None], state["pos"][:, None])  # (B, 1, D)
-        logits, caches = self._run(x, cross, visibility_mask(src_mask, src_visible)[:, None], caches)  # (B, 1, V)
+        out, caches = self._run(x, cross, visibility_mask(src_mask, src_visible)[:, None], caches)  # (B, 1, D)
         for i, cache in enumerate(caches):
             for name, value in cache.items():
                 new_state[f"self_{name}.{i}"] = value
-        return logits[:, 0], new_state  # (B, V)
+        return self.output(out[:, 0]), new_state  # (B, V)

@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 _warned = False
 
 
-def wait_k_logits(model: Seq2Seq, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, k: int) -> Tensor:
-    """Teacher-forced logits under wait-k. src (B, S), src_lengths (B,), tgt_in (B, T) -> logits (B, T, V)."""
+def wait_k_features(model: Seq2Seq, src: Tensor, src_lengths: Tensor, tgt_in: Tensor, k: int) -> Tensor:
+    """Teacher-forced decoder features under wait-k. src (B, S), src_lengths (B,), tgt_in (B, T) -> (B, T, D)
+    (project with ``model.output_layer`` for the logits)."""
     global _warned
     if not model.traits.streaming and not _warned:
         log.warning("train.wait_k with a full-sentence encoder: the decoder is masked, but the encoder states see "
@@ -39,16 +40,16 @@ def wait_k_logits(model: Seq2Seq, src: Tensor, src_lengths: Tensor, tgt_in: Tens
         first = visible[:, 0]  # (B,)
         enc = EncoderOut(memory=enc.memory, mask=enc.mask,
                          final=model.encode(src[:, : int(first.max())], first).final)
-    return model.decode(enc, tgt_in, visible)  # (B, T, V)
+    return model.features(enc, tgt_in, visible)  # (B, T, D)
 
 
-def training_logits(model: Seq2Seq, batch: Batch, train_cfg: Mapping, sample: bool) -> Tensor:
-    """Teacher-forced logits (B, T, V) of ``batch`` as the ``train`` config asks: full-sentence, or wait-k when
+def training_features(model: Seq2Seq, batch: Batch, train_cfg: Mapping, sample: bool) -> Tensor:
+    """Teacher-forced decoder features (B, T, D) of ``batch`` as the ``train`` config asks: full-sentence, or wait-k when
     ``train.wait_k`` is set; with ``train.wait_k_multipath`` and ``sample`` (training steps) k is drawn per batch
     from 1..wait_k, otherwise (validation loss) k = wait_k. Configs from before these options mean full-sentence.
     """
     max_k = train_cfg.get("wait_k")
     if max_k is None:
-        return model(batch.src, batch.src_lengths, batch.tgt_in)
+        return model.features(model.encode(batch.src, batch.src_lengths), batch.tgt_in)
     k = sample_k(int(max_k), sample and bool(train_cfg.get("wait_k_multipath", False)))
-    return wait_k_logits(model, batch.src, batch.src_lengths, batch.tgt_in, k)
+    return wait_k_features(model, batch.src, batch.src_lengths, batch.tgt_in, k)
