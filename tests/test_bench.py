@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
 
-from mt.api import MTError
+from mt.api import MTError, has_bf16_units
+from mtlab.bench.flops import RNN_FORMULAS
 from mtlab.bench.memory import MemoryPoint, SavedBytes, _over_budget, growth_exponent
 from mtlab.bench.models import model_specs
 from mtlab.bench.table import format_table
@@ -55,6 +57,20 @@ def test_tokens_per_second_counts_only_timed_steps() -> None:
     assert (batch.tgt_in[:, 1:] == batch.tgt_out[:, :-1]).all()
 
 
+def test_flop_count_includes_the_fused_lstm_kernel() -> None:
+    """torch's counter does not know oneDNN's / cuDNN's LSTM; ours adds 2 x tokens x gate weights (x2 backward)."""
+    batch, steps, inp, hidden = 3, 5, 6, 8
+    lstm = torch.nn.LSTM(inp, hidden, num_layers=2, batch_first=True)
+    x = torch.randn(batch, steps, inp, requires_grad=True)
+    with FlopCounterMode(display=False, custom_mapping=RNN_FORMULAS) as counter:
+        out, _ = lstm(x)
+        forward = counter.get_total_flops()
+        out.sum().backward()
+    gates = 4 * hidden * (inp + hidden) + 4 * hidden * (hidden + hidden)  # both layers' input + recurrent weights
+    assert forward == 2 * batch * steps * gates
+    assert counter.get_total_flops() == 3 * forward
+
+
 def test_bench_specs_are_composed_like_train_py() -> None:
     """Presets come from Hydra's own composition, so train.py overrides reach every setting the bench uses."""
     cfg = OmegaConf.create({"models": ["transformer_base", "lstm"], "ckpts": {}, "model_overrides":
@@ -88,9 +104,13 @@ def test_bench_smoke(tmp_path: Path) -> None:
     res = json.loads((out / "bench.json").read_text())
     assert (out / "bench.txt").read_text() in r.stdout
     rows = res["throughput"]["rows"]
+    precisions = ("32", "bf16") if has_bf16_units(torch.device("cpu")) else ("32",)  # emulated bf16: skipped
     assert {(x["preset"], x["precision"], x["source"]) for x in rows} == {
-        (p, q, s) for p in ("lstm", "transformer") for q in ("32", "bf16") for s in ("synthetic", "real")}
+        (p, q, s) for p in ("lstm", "transformer") for q in precisions for s in ("synthetic", "real")}
+    assert (len(precisions) == 1) == ("bf16: skipped (this CPU has no bf16 units" in r.stdout)
     assert all(x["bare_tok_s"] > 0 and x["pipeline_tok_s"] > 0 and x["pipeline_vs_bare"] > 0 for x in rows)
+    assert all(x["mflop_per_token"] > 0 and 0 < x["bare_of_peak"] for x in rows)
+    assert set(res["throughput"]["matmul_peak_gflop_s"]) == set(precisions) and "matmul peak" in r.stdout
     curves = {c["name"]: c for c in res["memory"]["curves"]}
     assert set(curves) == {"lstm", "transformer sdpa", "transformer math"}
     assert all(c["exponent"] is not None and len(c["points"]) == 4 for c in curves.values())
@@ -107,7 +127,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert streaming == {(p, n) for p in ("lstm_streaming", "transformer_streaming") for n in (8, 24)}
     assert "Streaming: cost per incoming source token" in r.stdout
     names = [t["name"] for t in res["targets"]]
-    assert sum("pipeline / bare" in n for n in names) == 8 and any("padding" in n for n in names)
+    assert sum("pipeline / bare" in n for n in names) == 4 * len(precisions) and any("padding" in n for n in names)
     for t in res["targets"]:  # each verdict follows from its own numbers
         assert t["pass"] == (t["value"] >= t["target"] if t["op"] == ">=" else t["value"] < t["target"]), t
 
@@ -149,12 +169,12 @@ def test_bench_recipes_section(tmp_path: Path) -> None:
     r = run_module("mtlab.bench", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_DATA,
                    *[o for o in tiny_model_overrides() if ".transformer=" in o], "sections=[recipes]", "models=[transformer]", "precisions=[32]",
                    "recipes.steps=2", "recipes.repeats=1", "~recipes.sets",
-                   '+recipes.sets={bernoulli: ["runtime.byte_dropout=false"], adamw_loop: ["optim.implementation=loop"]}',
+                   '+recipes.sets={bernoulli: ["runtime.byte_dropout=false"]}',
                    "threads=1", "device=cpu", timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((out / "bench.json").read_text())["recipes"]
     rows = {row["name"]: row for row in res["rows"]}
-    assert list(rows) == ["defaults", "bernoulli", "adamw_loop"]
+    assert list(rows) == ["defaults", "bernoulli"]
     assert all(len(row["runs"]) == 1 and min(row["runs"]) > 0 for row in rows.values())
     assert rows["defaults"]["defaults_vs_set"] == 1.0
     assert rows["bernoulli"]["overrides"] == ["runtime.byte_dropout=false"]

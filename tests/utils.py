@@ -42,7 +42,7 @@ def compose_train(overrides: list[str]) -> DictConfig:
 # Seconds-sized benchmark settings (python -m mtlab.bench overrides without the model sizes).
 TINY_BENCH = [
     "threads=1", "throughput.synthetic_batch=8", "throughput.synthetic_length=16", "throughput.warmup=1",
-    "throughput.steps=2", "throughput.repeats=1", "memory.lengths=[16,32,64,128]", "decoding.max_sentences=30",
+    "throughput.steps=2", "throughput.repeats=1", "throughput.peak_matmul_size.cpu=256", "memory.lengths=[16,32,64,128]", "decoding.max_sentences=30",
     "decoding.single_sentences=4", "decoding.latency_positions=12", "decoding.latency_repeats=1",
     "decoding.latency_at=8", "decoding.random_output_tokens=4", "throughput.sources=[synthetic,real]",
     "streaming.lengths=[8,24]", "streaming.window=4",

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from omegaconf import DictConfig
 
-from mt.api import Batch, Seq2Seq, autocast_for, label_smoothed_nll
+from mt.api import Batch, Seq2Seq, autocast_for, output_loss
 from mtlab.bench.models import ModelSpec
 from mtlab.bench.system import synchronize
 from mtlab.bench.throughput import synthetic_batches
@@ -82,26 +82,27 @@ class SavedBytes:
         self._hooks.__exit__(*exc)
 
 
-def saved_tensor_bytes(model: Seq2Seq, batch: Batch, smoothing: float, precision: str, device: torch.device,
-                       backward: bool) -> int:
-    """Bytes of the distinct storages autograd saves for backward in one training forward (+ backward)."""
+def saved_tensor_bytes(model: Seq2Seq, batch: Batch, smoothing: float, chunk: int | None, precision: str,
+                       device: torch.device, backward: bool) -> int:
+    """Bytes of the distinct storages autograd saves for backward in one training forward (+ backward), with
+    the training loss (``chunk``: see :func:`mt.loss.output_loss`)."""
     with SavedBytes(exclude=[*model.parameters(), *model.buffers()]) as saved, autocast_for(device, precision):
-        logits = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
-        loss_sum, _ = label_smoothed_nll(logits, batch.tgt_out, smoothing)
+        features = model.features(model.encode(batch.src, batch.src_lengths), batch.tgt_in)  # (B, T, D)
+        loss_sum, _ = output_loss(features, model.output_layer, batch.tgt_out, smoothing, chunk)
     if backward:
         (loss_sum / batch.n_tgt_tokens).backward()
     return saved.total
 
 
-def cuda_step_peak(model: Seq2Seq, batch: Batch, smoothing: float, precision: str, device: torch.device
-                   ) -> tuple[int, int]:
+def cuda_step_peak(model: Seq2Seq, batch: Batch, smoothing: float, chunk: int | None, precision: str,
+                   device: torch.device) -> tuple[int, int]:
     """(peak bytes allocated by forward + backward above the memory before it, saved-tensor bytes)."""
     model.zero_grad(set_to_none=True)
     synchronize(device)
     torch.cuda.empty_cache()
     before = torch.cuda.memory_allocated(device)
     torch.cuda.reset_peak_memory_stats(device)
-    saved = saved_tensor_bytes(model, batch, smoothing, precision, device, backward=True)
+    saved = saved_tensor_bytes(model, batch, smoothing, chunk, precision, device, backward=True)
     synchronize(device)
     peak = torch.cuda.max_memory_allocated(device) - before
     model.zero_grad(set_to_none=True)
@@ -183,7 +184,7 @@ def measure_curves(specs: dict[str, ModelSpec], vocab_size: int, device: torch.d
                     trained = attention_kernels(as_trained.to(device).train(), probe, precision, device)
                     backend += f" (attention dropout {dropout:g}; with the preset's {preset_dropout:g}: {trained})"
             curve = MemoryCurve(preset if impl is None else f"{preset} {impl}", preset, impl or "n/a", backend, metric)
-            smoothing = spec.label_smoothing
+            smoothing, chunk = spec.label_smoothing, spec.loss_chunk
             for length in lengths:
                 previous = curve.points[-1].skipped if curve.points else None  # longer ones stay skipped
                 reason = previous or _over_budget(curve.points, length, cfg)
@@ -194,10 +195,10 @@ def measure_curves(specs: dict[str, ModelSpec], vocab_size: int, device: torch.d
                 start = time.perf_counter()
                 try:
                     if device.type == "cuda":
-                        peak, saved = cuda_step_peak(model, batch, smoothing, precision, device)
+                        peak, saved = cuda_step_peak(model, batch, smoothing, chunk, precision, device)
                         point = MemoryPoint(length, peak, saved_bytes=saved, peak_bytes=peak)
                     else:
-                        saved = saved_tensor_bytes(model, batch, smoothing, precision, device, backward=False)
+                        saved = saved_tensor_bytes(model, batch, smoothing, chunk, precision, device, backward=False)
                         point = MemoryPoint(length, saved, saved_bytes=saved)
                 except torch.cuda.OutOfMemoryError:
                     model.zero_grad(set_to_none=True)

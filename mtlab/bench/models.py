@@ -36,6 +36,12 @@ class ModelSpec:
     def label_smoothing(self) -> float:
         return float(self.cfg.train.label_smoothing)
 
+    @property
+    def loss_chunk(self) -> int | None:
+        """Target tokens per block of the fused projection + loss (None: the whole logits at once)."""
+        chunk = self.cfg.train.get("loss_chunk")  # checkpoints from before the option: None
+        return None if chunk is None else int(chunk)
+
     def build(self, vocab_size: int, seed: int, **changes: object) -> Seq2Seq:
         """A randomly initialised model (seeded), with ``changes`` applied to its config."""
         torch.manual_seed(seed)

@@ -20,6 +20,7 @@ from mt.api import (
     TranslationDataModule,
     atomic_write_text,
     compose,
+    has_bf16_units,
     resolve_device,
 )
 from mtlab.bench.data_scale import measure_data_scale
@@ -27,6 +28,7 @@ from mtlab.bench.data_scale import rows as scale_rows
 from mtlab.bench.data_scale import to_json as scale_json
 from mtlab.bench.decoding import measure_decoding
 from mtlab.bench.export_speed import export_speed
+from mtlab.bench.flops import matmul_peak
 from mtlab.bench.memory import measure_curves
 from mtlab.bench.models import ModelSpec, model_specs
 from mtlab.bench.recipes import measure_recipes
@@ -48,6 +50,8 @@ def _check(cfg: DictConfig) -> None:
     bad = sorted({str(p) for p in cfg.precisions} - set(LIGHTNING))
     if bad:
         raise MTError(f"precisions: unknown {', '.join(bad)}; use 32, bf16 or 16")
+    if cfg.emulated_bf16 not in ("skip", "measure"):
+        raise MTError(f"emulated_bf16={cfg.emulated_bf16!r}: use skip or measure")
     bad = sorted(set(cfg.throughput.sources) - {"synthetic", "real"})
     if bad:
         raise MTError(f"throughput.sources: unknown {', '.join(bad)}; use synthetic and/or real")
@@ -76,17 +80,19 @@ def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab
     if "real" in t.sources:
         sources["real"] = _real_batches(dm, n)
     rows = []
+    peaks = {p: matmul_peak(p, device, int(t.peak_matmul_size[device.type])) for p in map(str, cfg.precisions)}
     for preset, spec in specs.items():
         make_module = functools.partial(spec.module, vocab_size, int(cfg.seed))
         for precision in map(str, cfg.precisions):
             for source, batches in sources.items():
                 start = time.perf_counter()
-                row = measure(spec, make_module, batches, precision, source, device, t)
+                row = measure(spec, make_module, batches, precision, source, device, t, peaks[precision])
                 rows.append(row.as_dict())
                 log.info("throughput %s %s %s: bare %.0f tok/s, pipeline %s (%.0f s)", preset, precision, source,
                          row.bare_tok_s, "n/a" if row.pipeline_tok_s is None else f"{row.pipeline_tok_s:.0f} tok/s",
                          time.perf_counter() - start)
     return {"warmup": int(t.warmup), "steps": int(t.steps), "repeats": int(t.repeats),
+            "matmul_peak_gflop_s": {p: round(f / 1e9, 1) for p, f in peaks.items()},
             "synthetic_shape": [int(t.synthetic_batch), int(t.synthetic_length)], "rows": rows}
 
 
@@ -154,6 +160,11 @@ def run_bench(cfg: DictConfig, out_dir: Path, task_overrides: list[str] | None =
         torch.set_num_threads(int(cfg.threads))
     device = resolve_device(str(cfg.device))
     results: dict = {"config": OmegaConf.to_container(cfg, resolve=True), "system": system_info(device)}
+    if cfg.emulated_bf16 == "skip" and "bf16" in map(str, cfg.precisions) and not has_bf16_units(device):
+        cfg.precisions = [p for p in cfg.precisions if str(p) != "bf16"]
+        results["skipped_precisions"] = {"bf16": "this CPU has no bf16 units (emulated bf16 trains 10-28x slower "
+                                                 "than fp32); emulated_bf16=measure measures it anyway"}
+        log.warning("bench: bf16 skipped: %s", results["skipped_precisions"]["bf16"])
     specs = model_specs(cfg)
     dm = TranslationDataModule(cfg.data, cfg.paths, seed=int(cfg.seed))
     dm.prepare_data()

@@ -47,12 +47,18 @@ def render_system(info: dict) -> str:
 
 def render_throughput(section: dict) -> str:
     rows = [[r["preset"], r["precision"], r["source"], round(r["tokens_per_step"]), r["bare_tok_s"],
-             r["pipeline_tok_s"], None if r["pipeline_vs_bare"] is None else f"{r['pipeline_vs_bare']:.2f}x"]
+             r["pipeline_tok_s"], None if r["pipeline_vs_bare"] is None else f"{r['pipeline_vs_bare']:.2f}x",
+             r.get("mflop_per_token"), None if r.get("bare_of_peak") is None else f"{r['bare_of_peak']:.0%}"]
             for r in section["rows"]]
     head = (f"Training throughput, target tokens/s (median of {section['repeats']} alternating runs of "
             f"{section['steps']} timed steps after {section['warmup']} warm-up; forward, backward, AdamW, clipping)")
-    return head + "\n" + format_table(["model", "precision", "batches", "tokens/step", "bare loop",
-                                       "pipeline (Lightning)", "pipeline/bare"], rows)
+    table = format_table(["model", "precision", "batches", "tokens/step", "bare loop", "pipeline (Lightning)",
+                          "pipeline/bare", "MFLOP/token", "bare of matmul peak"], rows)
+    peaks = section.get("matmul_peak_gflop_s")  # older bench.json files have none
+    note = "" if not peaks else ("\n  matmul peak (GFLOP/s, large square products): "
+                                 + ", ".join(f"{p} {v:,.1f}" for p, v in peaks.items())
+                                 + "; bare of peak = bare tok/s x MFLOP/token over it")
+    return head + "\n" + table + note
 
 
 def render_memory(section: dict) -> str:
@@ -116,6 +122,7 @@ def render_targets(targets: list[dict]) -> str:
 def render(results: dict) -> str:
     """The whole benchmark report as text."""
     parts = [render_system(results["system"])]
+    parts += [f"{p}: skipped ({why})" for p, why in (results.get("skipped_precisions") or {}).items()]
     if "throughput" in results:
         parts.append(render_throughput(results["throughput"]))
     if "memory" in results:

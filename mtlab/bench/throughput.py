@@ -23,7 +23,8 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from mt.api import BOS_ID, EOS_ID, LIGHTNING, Batch, autocast_for, label_smoothed_nll
+from mt.api import BOS_ID, EOS_ID, LIGHTNING, Batch, autocast_for, output_loss
+from mtlab.bench.flops import step_flops
 from mtlab.bench.models import ModelSpec
 from mtlab.bench.system import synchronize
 
@@ -41,6 +42,9 @@ class ThroughputRow:
     pipeline_vs_bare: float | None  # median over repeats of pipeline / bare of the same repeat
     bare_runs: list[float]
     pipeline_runs: list[float]
+    mflop_per_token: float  # forward + backward arithmetic per target token (mtlab/bench/flops.py)
+    matmul_peak_gflop_s: float  # this machine's large square matrix products in the precision's dtype
+    bare_of_peak: float  # bare loop GFLOP/s over that peak: how close to the matrix-product roofline
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -82,8 +86,8 @@ def bare_run(spec: ModelSpec, module: L.LightningModule, batches: list[Batch], p
     for batch, n_tok in zip(batches, n_tokens, strict=True):
         batch = batch.to(device)
         with autocast_for(device, precision):
-            logits = model(batch.src, batch.src_lengths, batch.tgt_in)  # (B, T, V)
-            loss_sum, _ = label_smoothed_nll(logits, batch.tgt_out, smoothing)
+            features = model.features(model.encode(batch.src, batch.src_lengths), batch.tgt_in)  # (B, T, D)
+            loss_sum, _ = output_loss(features, model.output_layer, batch.tgt_out, smoothing, spec.loss_chunk)
             loss = loss_sum / max(n_tok, 1)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -159,8 +163,9 @@ def pipeline_run(spec: ModelSpec, module: L.LightningModule, batches: list[Batch
 
 
 def measure(spec: ModelSpec, make_module: Callable[[], L.LightningModule], batches: list[Batch], precision: str, source: str,
-            device: torch.device, cfg: DictConfig) -> ThroughputRow:
-    """Alternate bare and pipeline runs ``cfg.repeats`` times on the same batches; medians of tokens/s."""
+            device: torch.device, cfg: DictConfig, peak_flop_s: float) -> ThroughputRow:
+    """Alternate bare and pipeline runs ``cfg.repeats`` times on the same batches; medians of tokens/s. The step's
+    arithmetic is counted on the first two timed batches; ``peak_flop_s``: :func:`matmul_peak` for the precision."""
     warmup = int(cfg.warmup)
     tokens = [b.n_tgt_tokens for b in batches]
     bare, pipe = [], []
@@ -171,6 +176,12 @@ def measure(spec: ModelSpec, make_module: Callable[[], L.LightningModule], batch
             times = run(spec, make_module(), batches, precision, device)
             (bare if loop == "bare" else pipe).append(_tok_s(times, tokens, warmup))
     ratio = statistics.median(p / b for p, b in zip(pipe, bare, strict=True)) if pipe else None
+    counted = batches[warmup:warmup + 2]
+    model = make_module().model.to(device)
+    flops = sum(step_flops(model, b.to(device), spec.label_smoothing, spec.loss_chunk, precision, device)
+                for b in counted) / sum(b.n_tgt_tokens for b in counted)  # per target token
+    bare_tok_s = statistics.median(bare)
     return ThroughputRow(spec.preset, precision, source, sum(tokens[warmup:]) / len(tokens[warmup:]),
-                         statistics.median(bare), statistics.median(pipe) if pipe else None, ratio,
-                         [round(x, 1) for x in bare], [round(x, 1) for x in pipe])
+                         bare_tok_s, statistics.median(pipe) if pipe else None, ratio,
+                         [round(x, 1) for x in bare], [round(x, 1) for x in pipe], round(flops / 1e6, 2),
+                         round(peak_flop_s / 1e9, 1), round(bare_tok_s * flops / peak_flop_s, 3))
