@@ -100,17 +100,17 @@ def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(tmp_pat
     seed = int(os.environ.get("MT_FAULT_SEED", random.randrange(2**31)))
     print(f"kill moments seed (MT_FAULT_SEED): {seed}")
     # a kill at a random point after a random step, inside a checkpoint write, during startup (before the
-    # first step: imports, data, restoring the checkpoint), again after a step and inside a write
-    cfg = compose("soak", [f"seed={seed}", "kills=5", "limit=200", "epochs=2", "every=3", "slow_write_s=0.3",
+    # first step: imports, data, restoring the checkpoint); each later attempt resumes from what the last left
+    cfg = compose("soak", [f"seed={seed}", "kills=3", "limit=200", "epochs=2", "every=3", "slow_write_s=0.3",
                            f"data_dir={SHARED_DATA}", f"workdir={tmp_path}"])
-    result = soak(cfg, modes=["step", "write", "startup", "step", "write"])
+    result = soak(cfg, modes=["step", "write", "startup"])
     info = f"seed {seed}: {result}"
-    assert result.kills == 5 and result.finished, info
-    assert result.kills_by_trigger == {"step": 2, "write": 2, "startup": 1}, info
+    assert result.kills == 3 and result.finished, info
+    assert result.kills_by_trigger == {"step": 1, "write": 1, "startup": 1}, info
     assert result.kills_during_checkpoint_write >= 1 and result.max_temp_files_left >= 1, info
-    assert result.resumes == 5 and result.fresh_starts == 1, info  # every attempt after the first resumed ...
+    assert result.resumes == 3 and result.fresh_starts == 1, info  # every attempt after the first resumed ...
     assert result.resumes_failed == 0 and result.resume_position_errors == 0, info  # ... where it should
-    assert result.corrupt_checkpoints == [] and result.checkpoint_loads >= 5, info
+    assert result.corrupt_checkpoints == [] and result.checkpoint_loads >= 3, info
     assert result.temp_files_at_end == 0, info  # leftovers of interrupted writes are removed on resume
     assert result.loss_mismatches == [] and result.steps_compared >= result.reference_steps - result.kills, info
     assert result.val_bleu_match and result.final_state_identical and result.checkpoint_files_match, info
