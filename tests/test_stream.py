@@ -52,7 +52,9 @@ def test_stream_emits_before_the_line_ends(ckpt, tmp_path):
         for i, word in enumerate(words):  # a word at a time, with pauses; the line is not ended yet
             proc.stdin.write(word.encode() + b" ")
             proc.stdin.flush()
-            early += _read_available(proc.stdout.fileno(), 60.0 if i == 0 else 0.3)
+            # wait-2 writes its first target token once two words are read and prints that word when the next
+            # token starts a new one: here after the third word (start-up included); then only pause
+            early += _read_available(proc.stdout.fileno(), 60.0 if i == 2 else 0.3)
         print("printed before the end of the line:", early.decode())
         assert early.strip(), "nothing was printed before the end of the line"
         assert b"\n" not in early  # the sentence has not ended: no newline yet
