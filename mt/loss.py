@@ -32,8 +32,9 @@ def projected_label_smoothed_nll(features: Tensor, output: nn.Linear, target: Te
     """features (B, T, D), target (B, T) -> (summed smoothed loss, summed NLL) of ``output(features)``, in fp32.
 
     The same values as ``label_smoothed_nll(output(features), target, smoothing)``; the matrix products run in the
-    autocast dtype when autocast is on (as ``output`` would), everything after them in fp32 (fp64 inputs: fp64). ``chunk``: target
-    tokens per block of logits (memory ~ chunk x vocabulary x 4 bytes). Only the smoothed loss is differentiable.
+    autocast dtype when autocast is on (as ``output`` would), everything after them in fp32 (fp64 inputs: fp64).
+    ``chunk``: target tokens per block of logits (memory ~ chunk x vocabulary x 4 bytes). Only the smoothed loss
+    is differentiable.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 target tokens, got {chunk}")
