@@ -13,7 +13,7 @@ from mt.errors import MTError, one_line_errors
 from mt.evaluate import PairedSignificance, paired_significance
 from mt.export import ExportError
 from mt.export.command import export_model
-from mt.loss import label_smoothed_nll, output_loss, projected_label_smoothed_nll
+from mt.loss import batch_loss, label_smoothed_nll, output_loss, projected_label_smoothed_nll
 from mt.metrics import Score, corpus_score
 from mt.models import DecoderState, EncoderOut, ModelTraits, Seq2Seq, build_model, reorder_state
 from mt.module import EvalReferences, TranslationModule
@@ -39,7 +39,7 @@ __all__ = [
     "EvalReferences", "ExportError", "LIGHTNING", "MTError", "ModelTraits", "PAD_ID", "PairedSignificance",
     "Score", "ScoredTranslation", "SearchConfig", "Seq2Seq", "SimulResult", "Tokenizer", "TrainResult",
     "TranslationDataModule", "TranslationModule", "Translator", "UNK_ID", "atomic_write_text", "attention_heatmap", "autocast_for",
-    "build_model", "build_module", "compose", "corpus_latency", "corpus_score", "csv_versions",
+    "batch_loss", "build_model", "build_module", "compose", "corpus_latency", "corpus_score", "csv_versions",
     "decode_batch", "export_model", "has_bf16_units", "label_smoothed_nll", "load_checkpoint", "metric_rows",
     "model_from_checkpoint", "one_line_errors", "output_loss", "paired_significance", "projected_label_smoothed_nll",
     "reorder_state", "resolve_checkpoint",

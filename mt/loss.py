@@ -8,11 +8,17 @@ hundred target tokens at a time, their loss and, when training, their gradients 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mt.batch import PAD_ID
+
+if TYPE_CHECKING:
+    from mt.batch import Batch
+    from mt.models.base import Seq2Seq
 
 
 def label_smoothed_nll(logits: Tensor, target: Tensor, smoothing: float) -> tuple[Tensor, Tensor]:
@@ -53,6 +59,13 @@ def output_loss(features: Tensor, output: nn.Linear, target: Tensor, smoothing: 
     if chunk is None:
         return label_smoothed_nll(output(features), target, smoothing)
     return projected_label_smoothed_nll(features, output, target, smoothing, chunk)
+
+
+def batch_loss(model: Seq2Seq, batch: Batch, smoothing: float, chunk: int | None) -> tuple[Tensor, Tensor]:
+    """(summed smoothed loss, summed NLL) of ``batch`` under full-sentence teacher forcing, as training computes it
+    (``chunk``: see :func:`output_loss`); for tools that time or measure a training step."""
+    features = model.features(model.encode(batch.src, batch.src_lengths), batch.tgt_in)  # (B, T, D)
+    return output_loss(features, model.output_layer, batch.tgt_out, smoothing, chunk)
 
 
 class _ProjectedLoss(torch.autograd.Function):

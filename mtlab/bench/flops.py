@@ -15,7 +15,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mt.api import Batch, Seq2Seq, autocast_for, output_loss
+from mt.api import Batch, Seq2Seq, autocast_for, batch_loss
 from mtlab.bench.system import synchronize
 
 _MATMUL_DTYPE = {"32": torch.float32, "bf16": torch.bfloat16, "16": torch.float16}
@@ -61,8 +61,7 @@ def step_flops(model: Seq2Seq, batch: Batch, smoothing: float, chunk: int | None
     model.train()
     with FlopCounterMode(display=False, custom_mapping=RNN_FORMULAS) as counter:
         with autocast_for(device, precision):
-            features = model.features(model.encode(batch.src, batch.src_lengths), batch.tgt_in)  # (B, T, D)
-            loss_sum, _ = output_loss(features, model.output_layer, batch.tgt_out, smoothing, chunk)
+            loss_sum, _ = batch_loss(model, batch, smoothing, chunk)
         (loss_sum / max(batch.n_tgt_tokens, 1)).backward()
     model.zero_grad(set_to_none=True)
     return int(counter.get_total_flops())

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from omegaconf import DictConfig
 
-from mt.api import Batch, Seq2Seq, autocast_for, output_loss
+from mt.api import Batch, Seq2Seq, autocast_for, batch_loss
 from mtlab.bench.models import ModelSpec
 from mtlab.bench.system import synchronize
 from mtlab.bench.throughput import synthetic_batches
@@ -85,10 +85,9 @@ class SavedBytes:
 def saved_tensor_bytes(model: Seq2Seq, batch: Batch, smoothing: float, chunk: int | None, precision: str,
                        device: torch.device, backward: bool) -> int:
     """Bytes of the distinct storages autograd saves for backward in one training forward (+ backward), with
-    the training loss (``chunk``: see :func:`mt.loss.output_loss`)."""
+    the training loss (``chunk``: see :func:`mt.loss.batch_loss`)."""
     with SavedBytes(exclude=[*model.parameters(), *model.buffers()]) as saved, autocast_for(device, precision):
-        features = model.features(model.encode(batch.src, batch.src_lengths), batch.tgt_in)  # (B, T, D)
-        loss_sum, _ = output_loss(features, model.output_layer, batch.tgt_out, smoothing, chunk)
+        loss_sum, _ = batch_loss(model, batch, smoothing, chunk)
     if backward:
         (loss_sum / batch.n_tgt_tokens).backward()
     return saved.total

@@ -23,7 +23,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
-from mt.api import BOS_ID, EOS_ID, LIGHTNING, Batch, autocast_for, output_loss
+from mt.api import BOS_ID, EOS_ID, LIGHTNING, Batch, autocast_for, batch_loss
 from mtlab.bench.flops import step_flops
 from mtlab.bench.models import ModelSpec
 from mtlab.bench.system import synchronize
@@ -86,8 +86,7 @@ def bare_run(spec: ModelSpec, module: L.LightningModule, batches: list[Batch], p
     for batch, n_tok in zip(batches, n_tokens, strict=True):
         batch = batch.to(device)
         with autocast_for(device, precision):
-            features = model.features(model.encode(batch.src, batch.src_lengths), batch.tgt_in)  # (B, T, D)
-            loss_sum, _ = output_loss(features, model.output_layer, batch.tgt_out, smoothing, spec.loss_chunk)
+            loss_sum, _ = batch_loss(model, batch, smoothing, spec.loss_chunk)
             loss = loss_sum / max(n_tok, 1)
         if scaler is not None:
             scaler.scale(loss).backward()
