@@ -1,5 +1,8 @@
 """Checkpoints: atomic writes, safe loading (``weights_only=True``), rebuilding a model, averaging.
 
+Lightning-free, so the programs that only use a trained model (evaluate.py, mt.stream, mt.export) start
+without importing it; training's Lightning plugin is :mod:`mt.checkpoint_io`.
+
 A checkpoint is Lightning's dictionary plus plain data only: ``hyper_parameters`` (model/optim/data config as
 plain containers), ``tokenizer`` (the sentencepiece model bytes as a uint8 tensor and its sha256) and
 ``rng``. Nothing in it is a pickled Python object, so it loads with ``torch.load(weights_only=True)``.
@@ -13,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from mt.errors import MTError
 from mt.textio import atomic_open
@@ -30,16 +32,6 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """torch.save through :func:`mt.textio.atomic_open`: a kill leaves the previous file or the new one."""
     with atomic_open(path, "wb") as f:
         torch.save(obj, f)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning CheckpointIO that writes atomically (Lightning's own local save moves a file from /tmp)."""
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any = None) -> None:
-        atomic_torch_save(checkpoint, path)
-
-    def load_checkpoint(self, path: str | Path, map_location: Any = None, weights_only: bool | None = None) -> dict:
-        return load_checkpoint(path)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from mt.checkpoint import (
-    AtomicCheckpointIO,
     CheckpointError,
     average_checkpoints,
     check_model_state,
@@ -25,6 +24,7 @@ from mt.checkpoint import (
     model_state,
     remove_stale_temp_files,
 )
+from mt.checkpoint_io import AtomicCheckpointIO
 from mt.config_check import check_config
 from mt.data import TranslationDataModule
 from mt.device import has_bf16_units, short_precision, train_precision, training_device

@@ -9,6 +9,9 @@ from pathlib import Path
 # Before anything imports `datasets` / `huggingface_hub` (they read these at import time): never go online.
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_OFFLINE"] = "1"
+# The suite runs in one pytest-xdist worker per core (pyproject.toml): the programs its tests start get one
+# OpenMP thread each, like the workers themselves (`one_thread`), so two workers never oversubscribe the cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402

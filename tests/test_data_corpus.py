@@ -81,7 +81,7 @@ def test_length_and_ratio_filters_are_counted(compose_cfg, tmp_path, caplog):
     tgt[1] = " ".join(["yy"] + WORDS * 5)  # 80..560 subwords against a source of at most 13: ratio > 3
     write(folder / "train.xx", src)
     write(folder / "train.yy", tgt)
-    with caplog.at_level("INFO", logger="mt.data.prepare"):
+    with caplog.at_level("INFO", logger="mt.data.preparation"):
         data = prepare_cfg(text_cfg(compose_cfg, folder, tmp_path / "cache", "data.max_len=1000"))
     assert data.stats["train"].dropped == {"empty": 0, "too_long": 1, "ratio": 1}
     assert "dropped" in caplog.text

@@ -37,6 +37,19 @@ def run_evaluate(*args: str, stdin: bytes | None = None, cwd: Path = ROOT) -> su
                           env=env, cwd=cwd, timeout=300)
 
 
+def test_translating_imports_neither_lightning_nor_datasets(ckpt):
+    """evaluate.py, mt.stream and mt.export load and run a model with torch, sentencepiece and sacreBLEU only:
+    Lightning and datasets (seconds to import) come in only to train or to read a corpus split."""
+    probe = ("import sys, mt.evaluate, mt.stream, mt.export.command, mt.export.hf, mt.export.ct2\n"
+             "from mt.translate import Translator\n"
+             "out = Translator.from_checkpoint(sys.argv[1], device='cpu').translate(['A dog runs.'])\n"
+             "print(len(out), sorted({m.split('.')[0] for m in sys.modules} & {'lightning', 'datasets'}))")
+    r = subprocess.run([sys.executable, "-c", probe, str(ckpt)], capture_output=True, text=True, cwd=ROOT,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip() == "1 []", r.stdout
+
+
 def test_evaluate_test_split(ckpt, tmp_path):
     out = tmp_path / "ev"
     r = run_evaluate(f"ckpt={ckpt}", f"hydra.run.dir={out}", "decode.beam_size=2", "+data.limit=50",

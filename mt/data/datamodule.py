@@ -14,7 +14,7 @@ from mt.data.collate import collate_pairs
 from mt.data.config import DataConfig
 from mt.data.errors import DataError
 from mt.data.loader import ResumableDataLoader
-from mt.data.prepare import Prepared, prepare
+from mt.data.preparation import Prepared, prepare
 from mt.data.sampler import EvalBatchSampler, TokenBudgetBatchSampler
 from mt.lightning_private import uses_distributed_sampler
 from mt.tokenizer import Tokenizer
