@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from mt.data.datamodule import TranslationDataModule
     from mt.data.preparation import Prepared, SplitLengths, SplitStats, prepare
 
+# (The module is `preparation`, not `prepare`: importing a submodule binds its name in this package, which
+# would hide the lazily provided function `prepare`.)
 _ON_FIRST_USE = {"TranslationDataModule": "mt.data.datamodule", "Prepared": "mt.data.preparation",
                  "SplitLengths": "mt.data.preparation", "SplitStats": "mt.data.preparation",
                  "prepare": "mt.data.preparation"}
