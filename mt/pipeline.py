@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
 from omegaconf import DictConfig, OmegaConf
 
 from mt.checkpoint import (
@@ -57,6 +57,7 @@ class TrainResult:
     fit_seconds: float  # wall-clock time of fitting, validation included, summed over resumes
     fit_tok_s: float  # target tokens trained per second of this fit (a resumed run: since the resume), validation included
     precision: str  # the Lightning precision it trained in (trainer.precision=auto resolved for this machine)
+    stopped_by: str  # why fitting ended: early_stopping | max_steps | max_time | max_epochs | interrupted | other
     test: dict[str, dict] = field(default_factory=dict)  # the best checkpoint's test scores
     test_averaged: dict[str, dict] = field(default_factory=dict)  # average_best=true: the averaged checkpoint's
 
@@ -66,6 +67,24 @@ def peak_memory_mb() -> float:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def stop_reason(trainer: L.Trainer) -> str:
+    """Why ``trainer.fit`` ended: early stopping (converged by its criterion), one of the limits, or an
+    interruption; a converged comparison needs to tell the first from the others."""
+    if trainer.interrupted:
+        return "interrupted"
+    if any(cb.stopped_epoch > 0 or cb.wait_count >= cb.patience
+           for cb in trainer.callbacks if isinstance(cb, EarlyStopping)):
+        return "early_stopping"
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return "max_steps"
+    if any(cb.time_remaining() is not None and cb.time_remaining() <= 0
+           for cb in trainer.callbacks if isinstance(cb, Timer)):
+        return "max_time"
+    if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:
+        return "max_epochs"
+    return "other"
 
 
 def build_trainer(cfg: DictConfig, output_dir: Path) -> L.Trainer:
@@ -177,7 +196,8 @@ def train(cfg: DictConfig) -> TrainResult:
 
     result = TrainResult(str(output_dir), best_bleu, best, last, averaged, trainer.global_step,
                          trainer.current_epoch, n_params, module.model.traits.family, round(peak_memory_mb(), 1),
-                         round(module.elapsed_s(), 1), round(module.fit_throughput(), 1), str(trainer.precision))
+                         round(module.elapsed_s(), 1), round(module.fit_throughput(), 1), str(trainer.precision),
+                         stop_reason(trainer))
     if cfg.test_after_fit and not trainer.interrupted:
         logged = trainer.test(module, datamodule=dm, ckpt_path=best, weights_only=True, verbose=False)
         result.test = test_scores(logged, list(references.test), cfg)
@@ -188,7 +208,7 @@ def train(cfg: DictConfig) -> TrainResult:
 
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "results.json", json.dumps(asdict(result), indent=2) + "\n")
-        summary = [f"best validation BLEU: {best_bleu:.2f}" if best_bleu is not None else
+        summary = [f"stopped by: {result.stopped_by}", f"best validation BLEU: {best_bleu:.2f}" if best_bleu is not None else
                    "best validation BLEU: n/a (no validation checkpoint)", f"best checkpoint: {best}"]
         summary += [f"test {name}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}  {s['bleu_signature']}"
                     for name, s in result.test.items()]

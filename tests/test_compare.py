@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from mt.api import MTError, short_precision
 from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second
-from mtlab.compare.runs import plan_runs, read_csv_logs, run_env, run_groups
+from mtlab.compare.runs import parallel_mode, plan_runs, read_csv_logs, run_env, run_groups
 from mtlab.compare.summary import time_to_bleu
 from mtlab.overrides import forwarded_overrides
 from tests.utils import TINY, TINY_BENCH, TINY_DATA, run_module
@@ -59,10 +59,18 @@ def test_plan_runs_one_per_seed(tmp_path: Path) -> None:
     (tmp_path / "runs" / "lstm").mkdir(parents=True)
     (tmp_path / "runs" / "lstm" / "results.json").write_text("{}")  # seed 7's LSTM finished earlier
     plans = plan_runs(cfg, tmp_path, [])
-    pairs = [[p.name for p in group] for group in run_groups(plans, parallel=True)]
+    pairs = [[p.name for p in group] for group in run_groups(plans, parallel_mode(True))]
     assert pairs == [["transformer"], ["lstm.seed8", "transformer.seed8"]]  # a seed's presets together
-    assert [[p.name for p in g] for g in run_groups(plans, parallel=False)] == [
+    assert [[p.name for p in g] for g in run_groups(plans, parallel_mode(False))] == [
         ["lstm.seed8"], ["transformer"], ["transformer.seed8"]]
+    assert [[p.name for p in g] for g in run_groups(plans, parallel_mode("all"))] == [
+        ["lstm.seed8", "transformer", "transformer.seed8"]]  # every unfinished run at once
+    for p in plans:
+        (p.run_dir).mkdir(parents=True, exist_ok=True)
+        (p.run_dir / "results.json").write_text("{}")
+    assert run_groups(plan_runs(cfg, tmp_path, []), "all") == []  # all finished: nothing to start
+    with pytest.raises(MTError, match="parallel='some' is not a mode"):
+        parallel_mode("some")
 
 
 def test_seed_means_and_per_seed_significance_decide_the_bleu_claim() -> None:
@@ -123,13 +131,14 @@ def _compare(out: Path, cache: Path, *extra: str) -> tuple[int, str]:
 def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     """Train both tiny models, evaluate, benchmark, report; a second run retrains and re-measures nothing."""
     out = tmp_path / "cmp"
-    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]")
+    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]", "parallel=all")  # four runs at once
     assert rc == 0, log[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert set(res["runs"]) == {"lstm", "transformer"} and res["roles"] == {"transformer": "transformer",
                                                                             "recurrent": "lstm"}
     for run in res["runs"].values():
         assert run["params"] > 0 and run["epochs"] == 1 and run["fit_seconds"] > 0
+        assert run["stopped_by"] == "max_epochs" and run["seeds"]["stopped_by"] == ["max_epochs"] * 2
         assert "nrefs:1" in run["test"]["test_2016_flickr"]["bleu_signature"]
         assert run["val_curve"] and run["bench_tok_s_pipeline"] > 0 and set(run["time_to_bleu"]) == {"0.5", "1", "5"}
     assert res["bench"]["decoding"]["trained"] == {"lstm": True, "transformer": True}
@@ -159,13 +168,13 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     for text in ("## Verdicts", "AMD" if "AMD" in res["system"]["cpu"] else res["system"]["cpu"], "torch",
                  "test BLEU", "Wall-clock time to reach", "growth exponent", "Per-token latency",
                  "Simultaneous (streaming) translation", "state KiB first / last", "## Significance", "Over seeds",
-                 "Each seed's pair of runs"):
+                 "Each seed's pair of runs", "every run at once", "stopped by"):
         assert text in report, text
 
     stamps = {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]}
     bench_stamp = (out / "bench" / "bench.json").stat().st_mtime_ns
     logs = {p: (out / "runs" / f"{p}.log").read_text() for p in res["runs"]}
-    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]")
+    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]", "parallel=all")
     assert rc == 0, log[-3000:]
     assert "finished earlier" in log and "lstm.seed7: finished earlier" in log and "reusing" in log
     assert {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]} == stamps

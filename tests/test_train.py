@@ -44,7 +44,7 @@ def test_fast_dev_run(arch, tmp_path, cache):
 def test_train_validate_test_and_translate(arch, tmp_path, cache):
     out = tmp_path / "run"
     result = train(compose_train(tiny_overrides(arch, out, cache) + ["trainer.max_epochs=2"]))
-    assert result.epochs == 2 and result.global_step > 0
+    assert result.epochs == 2 and result.global_step > 0 and result.stopped_by == "max_epochs"
     assert result.best_bleu is not None and result.best_checkpoint
     assert set(result.test) == {"test_2016_flickr"}
     assert result.test["test_2016_flickr"]["n_sentences"] == 200
@@ -88,6 +88,21 @@ def test_linear_schedule_decays_to_min_lr_at_the_end_of_the_budget(tmp_path, cac
         want = min(peak * (step + 1) / warmup, decay) if step < warmup else max(floor, decay)
         assert rates[step] == pytest.approx(want, rel=2e-3), step
     assert rates[1] < peak and rates[steps - 1] == pytest.approx(floor)  # decay caps the ramp; 1/8 < floor 1/5
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["stopped_by"] == "max_steps"
+
+
+@pytest.mark.parametrize(("overrides", "reason"), [
+    (["optim.lr=1e-12", "optim.min_lr=0", "callbacks.early_stopping.patience=1", "trainer.max_epochs=30"],
+     "early_stopping"),  # no learning: validation BLEU never improves on the first validation's
+    (["trainer.max_time=00:00:00:01", "trainer.max_epochs=1000"], "max_time"),
+])
+def test_results_say_why_training_stopped(overrides, reason, tmp_path, cache):
+    """results.json's stopped_by tells a converged run (early stopping) from one cut by a limit."""
+    result = train(compose_train(tiny_overrides("transformer", tmp_path / "run", cache, limit=60) + overrides +
+                                 ["test_after_fit=false"]))
+    assert result.stopped_by == reason
+    if reason == "early_stopping":
+        assert result.epochs == 2  # best at the first validation, no gain at the second: patience 1 spent
 
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed", "auto"])

@@ -24,7 +24,8 @@ def _f(x: float | None, digits: int = 2) -> str:
 def setup_section(res: dict) -> str:
     s, b, d = res["system"], res["budget"], res.get("data", {})
     gpu = s.get("cuda_device") or "none"
-    mode = f"in parallel (OMP_NUM_THREADS={b['omp_threads']} each)" if b["parallel"] else "one after the other"
+    together = {"all": "every run at once", "seed": "a seed's models at once"}.get(b.get("parallel_mode", "seed"))
+    mode = f"{together} (OMP_NUM_THREADS={b['omp_threads']} each)" if b["parallel"] else "one after the other"
     lines = [
         "## Setup",
         f"- Hardware: {s['cpu']}, {s['cpu_count']} cores; GPU: {gpu}.",
@@ -64,15 +65,16 @@ def quality_section(res: dict) -> str:
     seeded = {p: s["seeds"] for p, s in res["runs"].items() if s.get("seeds")}
     if seeded:
         srows = [[p, ", ".join(map(str, v["seeds"])), name, f"{t['bleu_mean']:.2f} ± {t['bleu_std']:.2f}",
-                  f"{t['chrf_mean']:.2f} ± {t['chrf_std']:.2f}", " / ".join(f"{b:.2f}" for b in t["bleu"])]
+                  f"{t['chrf_mean']:.2f} ± {t['chrf_std']:.2f}", " / ".join(f"{b:.2f}" for b in t["bleu"]),
+                  " / ".join(v.get("stopped_by") or ["n/a"])]
                  for p, v in seeded.items() for name, t in v["test"].items()]
         out += ["", "Over seeds (the table above is the first seed's run; mean ± sample standard deviation):",
-                md_table(["model", "seeds", "test set", "test BLEU", "test chrF", "BLEU per seed"], srows)]
+                md_table(["model", "seeds", "test set", "test BLEU", "test chrF", "BLEU per seed", "stopped by"], srows)]
     return "\n".join(out)
 
 
 def training_section(res: dict) -> str:
-    rows = [[p, fmt(s["epochs"]), fmt(s["global_step"]), _min(s["fit_seconds"]),
+    rows = [[p, fmt(s["epochs"]), s.get("stopped_by", "n/a"), fmt(s["global_step"]), _min(s["fit_seconds"]),
              "n/a" if s["peak_memory_mb"] is None else f"{s['peak_memory_mb']:,.0f} MB",
              _f(s["train_tok_s_median"], 0), _f(s["bench_tok_s_pipeline"], 0), _f(s["bench_tok_s_bare"], 0)]
             for p, s in res["runs"].items()]
@@ -80,9 +82,10 @@ def training_section(res: dict) -> str:
     trows = [[f"BLEU {lvl}", *(_min(s["time_to_bleu"][lvl]) for s in res["runs"].values())] for lvl in levels]
     return "\n".join([
         "## Training: time, memory, throughput",
-        md_table(["model", "epochs", "steps", "fit time", "peak memory", "tok/s (training log median)",
+        md_table(["model", "epochs", "stopped by", "steps", "fit time", "peak memory", "tok/s (training log median)",
                   "tok/s bench pipeline", "tok/s bench bare loop"], rows), "",
-        "Fit time: wall-clock of fitting, validation included, summed over resumes. Peak memory: CUDA peak "
+        "Stopped by: early_stopping (validation BLEU stopped improving: converged by that criterion), or a limit "
+        "(max_epochs, max_time, max_steps). Fit time: wall-clock of fitting, validation included, summed over resumes. Peak memory: CUDA peak "
         "allocated, or the training process's peak RSS on CPU (of its last start when resumed). The bench "
         "figures are on the real training batches at the training precision, one model at a time.", "",
         "### Wall-clock time to reach a validation BLEU", md_table(["level", *res["runs"]], trows)])

@@ -17,7 +17,7 @@ from mtlab.compare.claims import streaming_verdicts, verdicts
 from mtlab.compare.peers import read_peers
 from mtlab.compare.plots import write_plots
 from mtlab.compare.report import render_report
-from mtlab.compare.runs import execute, plan_runs, read_outcome, run_env
+from mtlab.compare.runs import execute, parallel_mode, plan_runs, read_outcome, run_env
 from mtlab.compare.significance import pairwise_significance
 from mtlab.compare.simultaneous import simultaneous_curves
 from mtlab.compare.summary import roles, summarize_run, time_to_bleu
@@ -47,8 +47,9 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     levels = [float(x) for x in cfg.bleu_levels]
     peers = {name: dict(p, time_to_bleu=time_to_bleu(p["val_curve"], levels))  # read first: a typo fails now
              for name, p in read_peers(cfg.peers).items()}
+    mode = parallel_mode(cfg.parallel)  # a typo fails before any training
     plans = plan_runs(cfg, out, forwarded_overrides(task_overrides))
-    execute(plans, bool(cfg.parallel))
+    execute(plans, mode)
     every_seed = {preset: [read_outcome(p.preset, p.run_dir) for p in plans if p.preset == preset]
                   for preset in dict.fromkeys(p.preset for p in plans)}  # first seed first
     outcomes = {preset: runs[0] for preset, runs in every_seed.items()}  # benchmarked, plotted, wait-k decoded
@@ -58,7 +59,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     significance = pairwise_significance(cfg, every_seed, out / "significance")
     runs = {p: summarize_run(o, bench, levels, every_seed[p]) for p, o in outcomes.items()}
     first = next(iter(runs.values()))
-    n_together = len(cfg.models)  # in parallel, a seed's presets run together (runs.run_groups)
+    n_together = {"off": 1, "seed": len(cfg.models), "all": len(plans)}[mode]  # runs at once (runs.run_groups)
     results = {
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "output_dir": str(out),
@@ -66,8 +67,8 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
         "system": system_info(resolve_device(str(cfg.device))),
         "bench_system": bench["system"],
         "data": bench.get("data", {}),
-        "budget": {**first["budget"], "parallel": bool(cfg.parallel),
-                   "omp_threads": run_env(bool(cfg.parallel), n_together).get("OMP_NUM_THREADS", os.environ.get(
+        "budget": {**first["budget"], "parallel": mode != "off", "parallel_mode": mode,
+                   "omp_threads": run_env(mode != "off", n_together).get("OMP_NUM_THREADS", os.environ.get(
                        "OMP_NUM_THREADS")), "train_overrides": [str(o) for o in cfg.train_overrides]},
         "runs": runs,
         "roles": roles(runs),

@@ -88,6 +88,19 @@ def plan_runs(cfg: DictConfig, output_dir: Path, forwarded: list[str]) -> list[R
     return plans
 
 
+PARALLEL_MODES = ("off", "seed", "all")
+
+
+def parallel_mode(value: object) -> str:
+    """``compare.yaml``'s ``parallel``: false -> off (one run at a time), true -> seed (a seed's presets at once),
+    all (every unfinished run at once: many cores, or one GPU that small models leave mostly idle)."""
+    mode = {False: "off", True: "seed"}.get(value, value) if isinstance(value, bool) else str(value)
+    if mode not in PARALLEL_MODES:
+        raise MTError(f"parallel={value!r} is not a mode; use false (one run at a time), true (a seed's presets "
+                      "at once) or all (every run at once)")
+    return mode
+
+
 def run_env(parallel: bool, n_runs: int) -> dict[str, str]:
     """The environment of every run: ours; in parallel, the cores shared out by OMP_NUM_THREADS."""
     env = dict(os.environ)
@@ -96,24 +109,27 @@ def run_env(parallel: bool, n_runs: int) -> dict[str, str]:
     return env
 
 
-def run_groups(plans: list[RunPlan], parallel: bool) -> list[list[RunPlan]]:
-    """The runs started together: one at a time, or in parallel every preset of one seed at once (the presets of
-    a seed share the machine over the same minutes, so a wall-clock budget treats them alike)."""
+def run_groups(plans: list[RunPlan], mode: str) -> list[list[RunPlan]]:
+    """The runs started together (:func:`parallel_mode`): one at a time, every preset of one seed at once (the
+    presets of a seed share the machine over the same minutes, so a wall-clock budget treats them alike), or
+    every run at once."""
     todo = [p for p in plans if p.status != "finished"]
-    if not parallel:
+    if mode == "off":
         return [[p] for p in todo]
+    if mode == "all":
+        return [todo] if todo else []
     seeds = dict.fromkeys(p.seed for p in plans)  # in the order of cfg.seeds
     return [group for seed in seeds if (group := [p for p in todo if p.seed == seed])]
 
 
-def execute(plans: list[RunPlan], parallel: bool) -> None:
-    """Start the runs that are not finished (in parallel: a seed's presets at once) and wait; a failed run is an
-    error."""
+def execute(plans: list[RunPlan], mode: str) -> None:
+    """Start the runs that are not finished (grouped by :func:`run_groups`) and wait; a failed run is an error."""
     for p in plans:
         if p.status == "finished":
             log.info("%s: finished earlier (%s), not retrained", p.name, p.run_dir / "results.json")
     failed = []
-    for group in run_groups(plans, parallel):
+    parallel = mode != "off"
+    for group in run_groups(plans, mode):
         env = run_env(parallel, len(group))
         procs = []
         try:

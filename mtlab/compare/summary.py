@@ -26,7 +26,8 @@ def seed_scores(runs: list[RunOutcome]) -> dict | None:
     if len(runs) < 2:
         return None
     sets = sorted(set.intersection(*(set(o.results.get("test", {})) for o in runs)))
-    out: dict = {"seeds": [o.seed for o in runs], "runs": [o.name for o in runs], "test": {}}
+    out: dict = {"seeds": [o.seed for o in runs], "runs": [o.name for o in runs],
+                 "stopped_by": [o.results.get("stopped_by") or "n/a" for o in runs], "test": {}}
     for name in sets:
         per = {m: [float(o.results["test"][name][m]) for o in runs] for m in ("bleu", "chrf")}
         out["test"][name] = {**per, **{f"{m}_{stat}": f(v) for m, v in per.items()
@@ -61,6 +62,7 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float], seeds: list[R
         "test": r.get("test", {}),
         "test_averaged": r.get("test_averaged", {}),  # average_best=true: the averaged best-k checkpoint's
         "epochs": r.get("epochs"),
+        "stopped_by": r.get("stopped_by") or "n/a",  # results.json from before the field: n/a
         "global_step": r.get("global_step"),
         "fit_seconds": fit_seconds,
         "fit_seconds_source": fit_source,
