@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from mt.api import MTError, short_precision
-from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second
+from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second, regime
 from mtlab.compare.runs import parallel_mode, plan_runs, read_csv_logs, run_env, run_groups
 from mtlab.compare.summary import time_to_bleu
 from mtlab.overrides import forwarded_overrides
@@ -85,9 +85,23 @@ def test_seed_means_and_per_seed_significance_decide_the_bleu_claim() -> None:
 
     t, r = run("transformer", [30.0, 31.0, 29.0]), run("lstm", [31.0, 27.0, 27.0])  # first seed: LSTM ahead
     verdict = claim_bleu(t, r, 0.05, sig([0.01, 0.001, 0.02]), 0.05)
+    assert "budget unknown (stop reasons not recorded" in verdict["evidence"]  # results.json from before the field
     assert verdict["verdict"] == HOLDS and "30.00 vs 28.33 BLEU (means over seeds)" in verdict["evidence"]
     assert "over 3 seeds (significant at 0.05 in 3 of 3)" in verdict["evidence"]
     assert claim_bleu(t, r, 0.05, sig([0.01, 0.2, 0.02]), 0.05)["verdict"] == "does not hold"
+
+
+def test_the_quality_verdicts_say_whether_the_runs_converged() -> None:
+    """A BLEU verdict at convergence and one within a budget mean different things: the evidence says which."""
+    def run(preset: str, *why: str) -> dict:
+        return {"preset": preset, "stopped_by": why[0], "seeds": {"stopped_by": list(why)} if len(why) > 1 else None}
+
+    converged = regime(run("transformer", *["early_stopping"] * 3), run("lstm", *["early_stopping"] * 3))
+    assert converged == ("at convergence (every run stopped by early stopping: transformer: early_stopping x3; "
+                         "lstm: early_stopping x3)")
+    budget = regime(run("transformer", "early_stopping", "max_time", "max_time"), run("lstm", "max_epochs"))
+    assert budget == ("within a fixed budget, not converged (stopped by transformer: early_stopping, max_time x2; "
+                      "lstm: max_epochs)")
 
 
 def test_csv_logs_of_every_restart_are_read_in_order(tmp_path: Path) -> None:
@@ -149,6 +163,8 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     (pair,) = res["significance"]["pairs"].values()  # lstm vs transformer, paired bootstrap on the test set
     assert pair["n_sentences"] == 200 and 0 < pair["metrics"]["BLEU"]["p_value"] <= 1
     assert "paired bootstrap p = " in res["claims"][0]["evidence"]
+    assert "within a fixed budget, not converged (stopped by transformer: max_epochs x2; lstm: max_epochs x2)" in (
+        res["claims"][0]["evidence"])
     for preset, run in res["runs"].items():  # the second seed: its own run, in the means and the per-seed tests
         seed7 = json.loads((out / "runs" / f"{preset}.seed7" / "results.json").read_text())["test"]["test_2016_flickr"]
         scores = run["seeds"]["test"]["test_2016_flickr"]

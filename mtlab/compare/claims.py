@@ -40,6 +40,27 @@ def _significance(sig: dict, a: str, b: str, alpha: float) -> tuple[bool | None,
                 f"{alpha:g} in {n_sig} of {len(ps)})")
 
 
+def stop_reasons(run: dict) -> list[str]:
+    """Why each of a preset's runs stopped (every seed's; results.json ``stopped_by``, 'n/a' when not recorded)."""
+    return list(run["seeds"]["stopped_by"]) if run.get("seeds") and "stopped_by" in run["seeds"] else [
+        run.get("stopped_by") or "n/a"]
+
+
+def regime(*runs: dict) -> str:
+    """Whether the compared runs converged (all stopped by early stopping) or ran within a fixed budget, in words
+    with the stop reasons per preset: a quality verdict means something else in each case."""
+    reasons = {run["preset"]: stop_reasons(run) for run in runs}
+    detail = "; ".join(f"{p}: " + ", ".join(f"{why} x{n}" if n > 1 else why for why, n in
+                                           sorted({w: rs.count(w) for w in rs}.items()))
+                       for p, rs in reasons.items())
+    flat = [why for rs in reasons.values() for why in rs]
+    if all(why == "early_stopping" for why in flat):
+        return f"at convergence (every run stopped by early stopping: {detail})"
+    if "n/a" in flat:
+        return f"budget unknown (stop reasons not recorded for every run: {detail})"
+    return f"within a fixed budget, not converged (stopped by {detail})"
+
+
 def test_bleu(run: dict) -> dict[str, float]:
     """Test BLEU per set: the mean over seeds when the preset ran with several, else the run's own."""
     if run.get("seeds"):
@@ -61,7 +82,7 @@ def claim_bleu(t: dict, r: dict, tol: float, sig: dict | None = None, alpha: flo
     scores = "; ".join(f"{s}: {bt[s]:.2f} vs {br[s]:.2f} BLEU" for s in sets) + mean
     significant, words = _significance(sig or {}, t["preset"], r["preset"], alpha)
     evidence = (f"parameters {_m(pt)} vs {_m(pr)} ({gap:.1%} apart, {'within' if matched else 'outside'} the "
-                f"{tol:.0%} tolerance); test {scores} (Transformer vs LSTM); {words}")
+                f"{tol:.0%} tolerance); test {scores} (Transformer vs LSTM); {words}; {regime(t, r)}")
     return _verdict(1, claim, bool(sets) and matched and all(higher) and significant is not False, evidence)
 
 
@@ -203,7 +224,8 @@ def claim_hybrid(runs: dict[str, dict], c: DictConfig) -> dict:
     gap = (max(sizes) - min(sizes)) / max(sizes)
     ok = all(scores[hybrid] > v for p, v in scores.items() if p != hybrid) and gap <= float(c.param_tolerance)
     listed = ", ".join(f"{p} {v:.2f}" for p, v in sorted(scores.items(), key=lambda kv: -kv[1]))
-    return _verdict(8, claim, ok, f"test BLEU {listed}; parameter counts {gap:.1%} apart at most")
+    return _verdict(8, claim, ok, f"test BLEU {listed}; parameter counts {gap:.1%} apart at most; "
+                    f"{regime(*runs.values())}")
 
 
 def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: str, c: DictConfig,
@@ -218,7 +240,8 @@ def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: st
     evidence = "; ".join(f"{s}: {bl[s]:.2f} vs {bt[s]:.2f}" for s in sets)
     _, words = _significance(sig or {}, linear, transformer, float(c.significance_alpha))
     return _verdict(9, claim, bool(sets) and all(g <= gap_max for g in gaps.values()),
-                    f"test BLEU linear vs softmax Transformer: {evidence}; {words}")
+                    f"test BLEU linear vs softmax Transformer: {evidence}; {words}; "
+                    f"{regime(runs[linear], runs[transformer])}")
 
 
 def verdicts(runs: dict[str, dict], roles: dict[str, str], bench: dict, c: DictConfig,
