@@ -208,7 +208,8 @@ def train(cfg: DictConfig) -> TrainResult:
 
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "results.json", json.dumps(asdict(result), indent=2) + "\n")
-        summary = [f"stopped by: {result.stopped_by}", f"best validation BLEU: {best_bleu:.2f}" if best_bleu is not None else
+        summary = [f"stopped by: {result.stopped_by}",
+                   f"best validation BLEU: {best_bleu:.2f}" if best_bleu is not None else
                    "best validation BLEU: n/a (no validation checkpoint)", f"best checkpoint: {best}"]
         summary += [f"test {name}: BLEU {s['bleu']:.2f} chrF {s['chrf']:.2f}  {s['bleu_signature']}"
                     for name, s in result.test.items()]

@@ -69,7 +69,8 @@ def quality_section(res: dict) -> str:
                   " / ".join(v.get("stopped_by") or ["n/a"])]
                  for p, v in seeded.items() for name, t in v["test"].items()]
         out += ["", "Over seeds (the table above is the first seed's run; mean ± sample standard deviation):",
-                md_table(["model", "seeds", "test set", "test BLEU", "test chrF", "BLEU per seed", "stopped by"], srows)]
+                md_table(["model", "seeds", "test set", "test BLEU", "test chrF", "BLEU per seed", "stopped by"],
+                         srows)]
     return "\n".join(out)
 
 
@@ -85,8 +86,8 @@ def training_section(res: dict) -> str:
         md_table(["model", "epochs", "stopped by", "steps", "fit time", "peak memory", "tok/s (training log median)",
                   "tok/s bench pipeline", "tok/s bench bare loop"], rows), "",
         "Stopped by: early_stopping (validation BLEU stopped improving: converged by that criterion), or a limit "
-        "(max_epochs, max_time, max_steps). Fit time: wall-clock of fitting, validation included, summed over resumes. Peak memory: CUDA peak "
-        "allocated, or the training process's peak RSS on CPU (of its last start when resumed). The bench "
+        "(max_epochs, max_time, max_steps). Fit time: wall-clock of fitting, validation included, summed over "
+        "resumes. Peak memory: CUDA peak allocated, or the training process's peak RSS on CPU (of its last start when resumed). The bench "
         "figures are on the real training batches at the training precision, one model at a time.", "",
         "### Wall-clock time to reach a validation BLEU", md_table(["level", *res["runs"]], trows)])
 
