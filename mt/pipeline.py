@@ -79,7 +79,7 @@ def stop_reason(trainer: L.Trainer) -> str:
         return "early_stopping"
     if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
         return "max_steps"
-    if any(cb.time_remaining() is not None and cb.time_remaining() <= 0
+    if any((left := cb.time_remaining()) is not None and left <= 0
            for cb in trainer.callbacks if isinstance(cb, Timer)):
         return "max_time"
     if trainer.max_epochs not in (None, -1) and trainer.current_epoch >= trainer.max_epochs:

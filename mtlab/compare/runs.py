@@ -94,7 +94,7 @@ PARALLEL_MODES = ("off", "seed", "all")
 def parallel_mode(value: object) -> str:
     """``compare.yaml``'s ``parallel``: false -> off (one run at a time), true -> seed (a seed's presets at once),
     all (every unfinished run at once: many cores, or one GPU that small models leave mostly idle)."""
-    mode = {False: "off", True: "seed"}.get(value, value) if isinstance(value, bool) else str(value)
+    mode = ("seed" if value else "off") if isinstance(value, bool) else str(value)
     if mode not in PARALLEL_MODES:
         raise MTError(f"parallel={value!r} is not a mode; use false (one run at a time), true (a seed's presets "
                       "at once) or all (every run at once)")
