@@ -44,8 +44,9 @@ def test_converged_script_composes_its_commands(tmp_path: Path) -> None:
     train_overrides = list(cfg.train_overrides)
     assert train_overrides == ["experiment=multi30k_converged", "trainer.max_time=00:00:07:00",
                                "trainer.max_epochs=60", "logger=csv"]
-    for preset in cfg.models:  # what every run's train.py composes
-        run = compose("train", [f"model={preset}", *train_overrides, "data.limit=100"])
-        assert run.trainer.max_time == "00:00:07:00" and run.trainer.max_epochs == 60
+    assert dict(cfg.model_overrides) == {p: [f"recipe=multi30k_{p}"] for p in cfg.models}  # the tuned recipes
+    for preset in cfg.models:  # what every run's train.py composes (mtlab.compare.runs.plan_runs's order)
+        run = compose("train", [f"model={preset}", *train_overrides, *cfg.model_overrides[preset], "data.limit=100"])
+        assert run.trainer.max_time == "00:00:07:00" and run.trainer.max_epochs == 60 and run.data.max_tokens == 2048
         assert run.callbacks.early_stopping.patience == 10 and run.average_best
     assert (out / "log.txt").is_file() and (out / "compare.tgz").is_file()

@@ -6,7 +6,8 @@
 #   mkdir -p data && cp -r ../shared/data/multi30k data/  # ../shared does not travel; data/ is the default data_dir
 # Then: run(command="bash tools/device/converged.sh", carry=[".whl", "data/multi30k"], timeout_s=590)
 #
-# It trains both presets with experiment=multi30k_converged (early stopping, bf16 on the GPU), three seeds, all six
+# It trains both presets with their tuned recipes (recipe=multi30k_<preset>, conf/recipe/) under
+# experiment=multi30k_converged (early stopping, bf16 on the GPU), three seeds, all six
 # runs at once on the one GPU (small models leave it mostly idle; parallel=all gives each 1/6 of the cores), each
 # capped at RUN_MINUTES so that the command ends inside the device's 10-minute limit, then writes the comparison's
 # report (test BLEU/chrF mean +/- std, paired bootstrap per seed, time to BLEU, benchmarks). Everything but the
@@ -38,7 +39,9 @@ train=(experiment=multi30k_converged "trainer.max_time=00:00:$(printf %02d "$RUN
 list=$(printf '"%s",' "${train[@]}")
 timeout --signal=INT --kill-after=20 $((TOTAL_SECONDS - SECONDS)) \
   python3 -m mtlab.compare seeds=[1,2,3] parallel=all "output_dir=$dir" simultaneous.presets=[] \
-  "train_overrides=[${list%,}]" ${DATA:-} ${EXTRA:-}
+  "train_overrides=[${list%,}]" \
+  '+model_overrides.lstm=["recipe=multi30k_lstm"]' '+model_overrides.transformer=["recipe=multi30k_transformer"]' \
+  ${DATA:-} ${EXTRA:-}
 rc=$?
 echo "mtlab.compare exit $rc after $((SECONDS - start)) s"
 tar czf "$OUT/compare.tgz" --exclude='*.ckpt' --exclude="*.safetensors" "$dir" 2>/dev/null
