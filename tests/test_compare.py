@@ -170,6 +170,8 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
         scores = run["seeds"]["test"]["test_2016_flickr"]
         assert run["seeds"]["seeds"] == [1234, 7] and scores["bleu"][1] == seed7["bleu"]
         assert scores["bleu"][0] == run["test"]["test_2016_flickr"]["bleu"]
+        assert len(run["seeds"]["val_curves"]) == 2 and run["seeds"]["val_curves"][0] == run["val_curve"]
+        assert run["seeds"]["val_curves"][1] and run["seeds"]["val_curves"][1] != run["val_curve"]  # plotted too
     (per_seed,) = res["significance"]["per_seed"].values()
     assert len(per_seed) == 2 and per_seed[0] == pair
     curves = {c["preset"]: c for c in res["simultaneous"]["curves"]}  # test-time wait-k of the full-sentence runs

@@ -73,17 +73,18 @@ def test_experiment_overrides_trainer():
     assert cfg.model._target_ == "mt.models.lstm.LSTMSeq2Seq"
 
 
-@pytest.mark.parametrize("recipe, target, schedule, lr", [
-    ("multi30k_transformer", "mt.models.transformer.Transformer", "inverse_sqrt", 1e-3),
-    ("multi30k_lstm", "mt.models.lstm.LSTMSeq2Seq", "plateau", 2e-3),
+@pytest.mark.parametrize("recipe, target, schedule, lr, warmup", [
+    ("multi30k_transformer", "mt.models.transformer.Transformer", "inverse_sqrt", 2e-3, 200),
+    ("multi30k_lstm", "mt.models.lstm.LSTMSeq2Seq", "plateau", 2e-3, 200),
 ])
-def test_recipes_bring_their_model_and_its_optimizer(recipe, target, schedule, lr):
+def test_recipes_bring_their_model_and_its_optimizer(recipe, target, schedule, lr, warmup):
     """A per-architecture recipe sets the model, so the optimizer group (``optim: ${model}``) follows it."""
     from mt.config_check import check_config
 
     cfg = compose_train([f"experiment={recipe}", "paths.output_dir=/tmp/x"])
     check_config(cfg)
-    assert (cfg.model._target_, cfg.optim.schedule, cfg.optim.lr) == (target, schedule, lr)
+    assert (cfg.model._target_, cfg.optim.schedule, cfg.optim.lr, cfg.optim.warmup_steps) == (
+        target, schedule, lr, warmup)
     assert cfg.data.max_tokens == 2048 and cfg.trainer.max_time == "00:00:40:00"
 
 

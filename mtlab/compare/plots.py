@@ -17,21 +17,34 @@ def _save(fig: plt.Figure, path: Path) -> str:
     return path.name
 
 
+def _minutes(curve: list[dict]) -> list[tuple[float, float]]:
+    return [(v["elapsed_s"] / 60, v["bleu"]) for v in curve if v["elapsed_s"] is not None]
+
+
 def bleu_vs_time(runs: dict[str, dict], path: Path, peers: dict[str, dict] | None = None) -> str | None:
-    """Validation BLEU against wall-clock minutes: our runs (solid) and the peers' own validations (dashed)."""
-    curves = {p: [(v["elapsed_s"] / 60, v["bleu"]) for v in s["val_curve"] if v["elapsed_s"] is not None]
+    """Validation BLEU against wall-clock minutes: our runs (solid; with several seeds the first seed marked and the
+    others thin in the same colour) and the peers' own validations (dashed)."""
+    curves = {p: [_minutes(c) for c in (s.get("seeds") or {}).get("val_curves") or [s["val_curve"]]]
               for p, s in runs.items()}
     outside = {f"{n} ({p['system']})": [(v["elapsed_s"] / 60, v["bleu"]) for v in p["val_curve"]]
                for n, p in (peers or {}).items()}
-    if not any(curves.values()) and not any(outside.values()):
+    if not any(any(c) for c in curves.values()) and not any(outside.values()):
         return None
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for preset, points in curves.items():
+    for i, (preset, seeds) in enumerate(curves.items()):
+        color = colors[i % len(colors)]
+        ax.plot([], [], color=color, marker="o", markersize=3,
+                label=preset if len(seeds) == 1 else f"{preset} ({len(seeds)} seeds, first marked)")
+        for k, points in enumerate(seeds):
+            if not points:
+                continue
+            style = {"marker": "o", "markersize": 3} if k == 0 else {"linewidth": 0.8, "alpha": 0.6}
+            ax.plot(*zip(*points, strict=True), color=color, **style)
+    for j, (name, points) in enumerate(outside.items(), start=len(curves)):
         if points:
-            ax.plot(*zip(*points, strict=True), marker="o", markersize=3, label=preset)
-    for name, points in outside.items():
-        if points:
-            ax.plot(*zip(*points, strict=True), linestyle="--", marker="x", markersize=3, label=name)
+            ax.plot(*zip(*points, strict=True), color=colors[j % len(colors)], linestyle="--", marker="x",
+                    markersize=3, label=name)
     ax.set(xlabel="wall-clock time since the start of training (min, validation included)",
            ylabel="validation BLEU", title="Validation BLEU against training time")
     ax.grid(alpha=0.3)

@@ -21,13 +21,19 @@ def _bench_rows(bench: dict, preset: str) -> list[dict]:
     return [r for r in bench.get("throughput", {}).get("rows", []) if r["preset"] == preset]
 
 
+def _curve(o: RunOutcome) -> list[dict]:
+    """A run's validation BLEU against wall-clock seconds and epoch (what the time plot draws)."""
+    return [{"elapsed_s": v["elapsed_s"], "bleu": v["bleu"], "epoch": v["epoch"]} for v in o.val]
+
+
 def seed_scores(runs: list[RunOutcome]) -> dict | None:
     """Test BLEU/chrF of one preset over its seeds: per seed, mean and sample std per test set; None for one run."""
     if len(runs) < 2:
         return None
     sets = sorted(set.intersection(*(set(o.results.get("test", {})) for o in runs)))
     out: dict = {"seeds": [o.seed for o in runs], "runs": [o.name for o in runs],
-                 "stopped_by": [o.results.get("stopped_by") or "n/a" for o in runs], "test": {}}
+                 "stopped_by": [o.results.get("stopped_by") or "n/a" for o in runs],
+                 "val_curves": [_curve(o) for o in runs], "test": {}}
     for name in sets:
         per = {m: [float(o.results["test"][name][m]) for o in runs] for m in ("bleu", "chrf")}
         out["test"][name] = {**per, **{f"{m}_{stat}": f(v) for m, v in per.items()
@@ -58,7 +64,7 @@ def summarize_run(o: RunOutcome, bench: dict, levels: list[float], seeds: list[R
         "checkpoint": None if o.checkpoint() is None else str(o.checkpoint()),
         "params": r.get("num_parameters"),
         "val_best": None if best is None else dict(best),
-        "val_curve": [{"elapsed_s": v["elapsed_s"], "bleu": v["bleu"], "epoch": v["epoch"]} for v in o.val],
+        "val_curve": _curve(o),
         "test": r.get("test", {}),
         "test_averaged": r.get("test_averaged", {}),  # average_best=true: the averaged best-k checkpoint's
         "epochs": r.get("epochs"),
