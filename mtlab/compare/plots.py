@@ -18,6 +18,7 @@ def _save(fig: plt.Figure, path: Path) -> str:
 
 
 def _minutes(curve: list[dict]) -> list[tuple[float, float]]:
+    """(minutes, BLEU) points of a validation curve, skipping validations without a time."""
     return [(v["elapsed_s"] / 60, v["bleu"]) for v in curve if v["elapsed_s"] is not None]
 
 
@@ -26,8 +27,7 @@ def bleu_vs_time(runs: dict[str, dict], path: Path, peers: dict[str, dict] | Non
     others thin in the same colour) and the peers' own validations (dashed)."""
     curves = {p: [_minutes(c) for c in (s.get("seeds") or {}).get("val_curves") or [s["val_curve"]]]
               for p, s in runs.items()}
-    outside = {f"{n} ({p['system']})": [(v["elapsed_s"] / 60, v["bleu"]) for v in p["val_curve"]]
-               for n, p in (peers or {}).items()}
+    outside = {f"{n} ({p['system']})": _minutes(p["val_curve"]) for n, p in (peers or {}).items()}
     if not any(any(c) for c in curves.values()) and not any(outside.values()):
         return None
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
