@@ -223,6 +223,9 @@ RULES: dict[str, Rule] = {
     "trainer.gradient_clip_val": Nullable(Number(0.0)),
     "callbacks.early_stopping.patience": COUNT,
     "callbacks.periodic_checkpoint.every_n_train_steps": COUNT,
+    "callbacks.ema.decay": Number(0.0, 1.0, low_open=True, high_open=True),
+    "callbacks.ema.window_fraction": Nullable(Number(0.0, 1.0, low_open=True)),
+    "callbacks.ema.every_n_steps": POSITIVE,
 }
 
 

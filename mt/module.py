@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 from lightning import LightningModule
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import Timer, WeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from mt.batch import Batch
@@ -274,6 +275,13 @@ class TranslationModule(LightningModule):
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if ("current_model_state" in checkpoint and self._trainer is not None
+                and self.trainer.state.fn == TrainerFn.FITTING
+                and not any(isinstance(c, WeightAveraging) for c in self.trainer.callbacks)):
+            # written with callbacks.ema (ModelEMA): state_dict holds the average; training goes on from the raw
+            checkpoint["state_dict"] = checkpoint["current_model_state"]
+            log.warning("resuming a run that kept an EMA of its weights without callbacks.ema: training goes on from "
+                        "the raw weights and the average is dropped; add callbacks=[default,ema] to keep it")
         self._rng_to_restore = checkpoint.get("rng")
         self._elapsed_before = float(checkpoint.get("elapsed_s", 0.0))
 

@@ -73,11 +73,11 @@ def test_experiment_overrides_trainer():
     assert cfg.model._target_ == "mt.models.lstm.LSTMSeq2Seq"
 
 
-@pytest.mark.parametrize("recipe, target, schedule, lr, warmup", [
-    ("multi30k_transformer", "mt.models.transformer.Transformer", "inverse_sqrt", 2e-3, 200),
-    ("multi30k_lstm", "mt.models.lstm.LSTMSeq2Seq", "plateau", 2e-3, 200),
+@pytest.mark.parametrize("recipe, target, schedule, lr, warmup, ema", [
+    ("multi30k_transformer", "mt.models.transformer.Transformer", "inverse_sqrt", 2e-3, 200, True),
+    ("multi30k_lstm", "mt.models.lstm.LSTMSeq2Seq", "plateau", 2e-3, 200, False),
 ])
-def test_recipes_bring_their_model_and_its_optimizer(recipe, target, schedule, lr, warmup):
+def test_recipes_bring_their_model_and_its_optimizer(recipe, target, schedule, lr, warmup, ema):
     """A per-architecture recipe sets the model, so the optimizer group (``optim: ${model}``) follows it."""
     from mt.config_check import check_config
 
@@ -86,6 +86,8 @@ def test_recipes_bring_their_model_and_its_optimizer(recipe, target, schedule, l
     assert (cfg.model._target_, cfg.optim.schedule, cfg.optim.lr, cfg.optim.warmup_steps) == (
         target, schedule, lr, warmup)
     assert cfg.data.max_tokens == 2048 and cfg.trainer.max_time == "00:00:40:00"
+    assert ("ema" in cfg.callbacks) == ema  # the Transformer's recipe averages its weights (docs/sweeps)
+    assert {"checkpoint", "periodic_checkpoint", "early_stopping"} <= set(cfg.callbacks)
 
 
 # -- validation of values (mt.config_check) ---------------------------------------------------------------------
@@ -106,6 +108,7 @@ def test_recipes_bring_their_model_and_its_optimizer(recipe, target, schedule, l
     (["data.max_tokens=101", "data.bucket_width=8"], "use data.max_tokens >= 104"),
     (["decode.n_best=3", "decode.beam_size=2"], "decode.n_best=3 is larger than decode.beam_size=2"),
     (["optim.min_lr=0.01"], "optim.min_lr=0.01 is above optim.lr=0.001"),
+    (["callbacks=[default,ema]", "callbacks.ema.decay=1"], "callbacks.ema.decay=1 is invalid; use a number in (0, 1)"),
 ])
 def test_bad_values_are_one_line_naming_key_value_and_what_is_allowed(overrides, message):
     from mt.config_check import check_config
@@ -179,3 +182,5 @@ def test_callbacks_default_composes_one_file_per_callback():
         assert list(OmegaConf.load(ROOT / "conf" / "callbacks" / f"{name}.yaml")) == [name]
     assert cfg.callbacks.checkpoint.monitor == "val/bleu" and cfg.callbacks.checkpoint.save_top_k == 3
     assert compose_train(["callbacks.early_stopping=null", "paths.output_dir=/tmp/x"]).callbacks.early_stopping is None
+    with_ema = compose_train(["callbacks=[default,ema]", "paths.output_dir=/tmp/x"]).callbacks
+    assert list(with_ema) == [*targets, "ema"] and with_ema.ema._target_ == "mt.lightning_private.ModelEMA"
