@@ -275,8 +275,7 @@ class TranslationModule(LightningModule):
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if ("current_model_state" in checkpoint and self._trainer is not None
-                and self.trainer.state.fn == TrainerFn.FITTING
+        if ("current_model_state" in checkpoint and self.trainer.state.fn == TrainerFn.FITTING
                 and not any(isinstance(c, WeightAveraging) for c in self.trainer.callbacks)):
             # written with callbacks.ema (ModelEMA): state_dict holds the average; training goes on from the raw
             checkpoint["state_dict"] = checkpoint["current_model_state"]
