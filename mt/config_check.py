@@ -226,6 +226,10 @@ RULES: dict[str, Rule] = {
     "callbacks.ema.decay": Number(0.0, 1.0, low_open=True, high_open=True),
     "callbacks.ema.window_fraction": Nullable(Number(0.0, 1.0, low_open=True)),
     "callbacks.ema.every_n_steps": POSITIVE,
+    "runtime.tune_malloc": BOOL,
+    "runtime.heap_only": BOOL,
+    "runtime.byte_dropout": BOOL,
+    "runtime.onednn_cache_capacity": Nullable(POSITIVE),
 }
 
 

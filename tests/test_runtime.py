@@ -40,3 +40,35 @@ def test_heap_only_serves_blocks_over_the_mmap_cap_from_the_heap():
     page-faulted in anew every step once freed); with it, the block comes from the heap, which keeps it."""
     assert _mapped_growth_mb(heap_only=False) >= 64
     assert _mapped_growth_mb(heap_only=True) == 0
+
+
+# Prints the kernel-cache variables after apply() with runtime.onednn_cache_capacity=argv[1] ("null": unset).
+_CACHE_PROBE = """
+import json, os, sys
+from omegaconf import OmegaConf
+from mt.runtime import ONEDNN_CACHE_VARIABLES, apply
+capacity = None if sys.argv[1] == "null" else int(sys.argv[1])
+apply(OmegaConf.create({"tune_malloc": False, "heap_only": False, "byte_dropout": True,
+                        "onednn_cache_capacity": capacity}))
+print(json.dumps({name: os.environ.get(name) for name in ONEDNN_CACHE_VARIABLES}))
+"""
+
+
+def _cache_variables(capacity: str, **env: str) -> dict:
+    import json
+    import os
+
+    base = {k: v for k, v in os.environ.items() if k not in ("LRU_CACHE_CAPACITY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")}
+    done = subprocess.run([sys.executable, "-c", _CACHE_PROBE, capacity], capture_output=True, text=True, cwd=ROOT,
+                          env=base | env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_onednn_cache_capacity_sizes_both_caches_unless_the_environment_does():
+    """runtime.onednn_cache_capacity reaches ideep's and oneDNN's variables; a user's own value wins; null leaves
+    the libraries' defaults."""
+    assert _cache_variables("16384") == {"LRU_CACHE_CAPACITY": "16384", "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16384"}
+    assert _cache_variables("16384", LRU_CACHE_CAPACITY="99") == {"LRU_CACHE_CAPACITY": "99",
+                                                                   "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16384"}
+    assert _cache_variables("null") == {"LRU_CACHE_CAPACITY": None, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": None}
