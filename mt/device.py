@@ -40,12 +40,14 @@ def short_precision(name: object) -> str:
 
 def has_bf16_units(device: torch.device) -> bool:
     """Whether ``device`` computes bf16 matrix products in hardware: a GPU that torch says supports bf16, a CPU
-    with avx512_bf16 or AMX (oneDNN's own check). AVX2-only CPUs emulate bf16: training measured 28x (Transformer)
-    and 10x (LSTM) slower under bf16 autocast than in float32 on one (docs/sweeps/throughput.md, session 5)."""
+    with avx512_bf16 or AMX. Other CPUs emulate bf16: training measured 28x (Transformer) and 10x (LSTM) slower
+    under bf16 autocast than in float32 on an AVX2 CPU (docs/sweeps/throughput.md, session 5), and 2.3x slower
+    on an AVX-512 CPU without avx512_bf16 (session 16). oneDNN's ``_is_mkldnn_bf16_supported`` is no guide: it
+    is true on any AVX-512 CPU, where oneDNN runs bf16 in emulation."""
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)  # private; absent = assume none
-    return bool(check()) if check is not None else False
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(bool(check()) for check in checks if check is not None)  # private; absent = assume none
 
 
 def training_device(accelerator: object) -> torch.device:

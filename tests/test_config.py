@@ -160,6 +160,21 @@ def test_auto_precision_is_bf16_only_where_the_device_has_bf16_units(monkeypatch
     assert device.training_device("cpu") == cpu
 
 
+def test_a_cpu_has_bf16_units_only_with_avx512_bf16_or_amx(monkeypatch):
+    """oneDNN calls bf16 supported on any AVX-512 CPU (emulated there, 2.3x slower than fp32): the CPU's own
+    bf16 instructions decide."""
+    import torch
+
+    from mt.device import has_bf16_units
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: True, raising=False)
+    cpu = torch.device("cpu")
+    for avx512_bf16, amx, want in ((False, False, False), (True, False, True), (False, True, True)):
+        monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda v=avx512_bf16: v, raising=False)
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda v=amx: v, raising=False)
+        assert has_bf16_units(cpu) is want
+
+
 def test_bad_value_from_the_cli_is_one_line_before_data_preparation(tmp_path):
     r = subprocess.run([sys.executable, "train.py", "decode.beam_size=abc", f"hydra.run.dir={tmp_path / 'run'}",
                         f"paths.cache_dir={tmp_path / 'cache'}", f"paths.data_dir={tmp_path / 'data'}"],
