@@ -8,7 +8,9 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> None:
     from mt.errors import one_line_errors
     from mt.evaluate import evaluate
+    from mt.runtime import apply
 
+    apply(cfg.runtime)
     with one_line_errors():
         evaluate(cfg)
 

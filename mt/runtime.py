@@ -71,7 +71,7 @@ def set_onednn_cache_capacity(capacity: int) -> dict[str, str]:
 
 
 def apply(runtime: DictConfig) -> None:
-    """The process-wide settings of ``runtime`` (conf/train.yaml), at the start of an entry point."""
+    """The process-wide settings of ``runtime`` (conf/runtime/default.yaml), at the start of an entry point."""
     if runtime.tune_malloc:
         tune_malloc(heap_only=bool(runtime.heap_only))
     if runtime.onednn_cache_capacity is not None:

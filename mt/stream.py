@@ -22,8 +22,10 @@ import torch
 from omegaconf import DictConfig
 
 from mt.checkpoint import load_checkpoint
+from mt.config import CONF_DIR
 from mt.device import resolve_device
 from mt.errors import MTError, one_line_errors, require_values
+from mt.runtime import apply as apply_runtime
 from mt.simul.agent import WaitKAgent
 from mt.translate import model_from_checkpoint, search_config, source_limit
 
@@ -94,8 +96,9 @@ def stream(cfg: DictConfig, fd: int = 0, out: TextIO = sys.stdout) -> int:
     return lines
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="stream")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="stream")
 def main(cfg: DictConfig) -> None:
+    apply_runtime(cfg.runtime)
     with one_line_errors():
         stream(cfg)
 

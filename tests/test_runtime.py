@@ -72,3 +72,37 @@ def test_onednn_cache_capacity_sizes_both_caches_unless_the_environment_does():
     assert _cache_variables("16384", LRU_CACHE_CAPACITY="99") == {"LRU_CACHE_CAPACITY": "99",
                                                                    "ONEDNN_PRIMITIVE_CACHE_CAPACITY": "16384"}
     assert _cache_variables("null") == {"LRU_CACHE_CAPACITY": None, "ONEDNN_PRIMITIVE_CACHE_CAPACITY": None}
+
+
+# Runs an entry point's hydra main with its work function replaced by one that prints the kernel-cache variable,
+# so what is checked is what the entry point applied before its work: argv = [script, module, function, overrides...]
+_ENTRY_PROBE = """
+import importlib, json, os, runpy, sys
+script, module, function = sys.argv[1:4]
+setattr(importlib.import_module(module), function, lambda cfg, *a, **k: print(json.dumps(os.environ.get("LRU_CACHE_CAPACITY"))))
+sys.argv = [script] + sys.argv[4:]
+runpy.run_path(script, run_name="__main__") if script.endswith(".py") else importlib.import_module(script).main()
+"""
+
+
+@pytest.mark.parametrize("script, module, function", [("evaluate.py", "mt.evaluate", "evaluate"),
+                                                      ("mt.stream", "mt.stream", "stream")])
+def test_evaluate_and_stream_apply_the_runtime_settings_before_their_work(tmp_path, script, module, function):
+    """Decoding gets the same process-wide settings as training (conf/runtime/default.yaml), from its own config."""
+    import json
+    import os
+
+    base = {k: v for k, v in os.environ.items() if k not in ("LRU_CACHE_CAPACITY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")}
+    done = subprocess.run([sys.executable, "-c", _ENTRY_PROBE, script, module, function, "ckpt=unused",
+                           "runtime.onednn_cache_capacity=777", f"hydra.run.dir={tmp_path}"],
+                          capture_output=True, text=True, cwd=ROOT, env=base, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1]) == "777"
+
+
+def test_train_evaluate_and_stream_compose_one_runtime_group():
+    """The settings are defined once (conf/runtime/default.yaml) and every entry point composes them."""
+    from mt.config import compose
+
+    runtimes = [compose(name, []).runtime for name in ("train", "evaluate", "stream")]
+    assert runtimes[0] == runtimes[1] == runtimes[2] and runtimes[0].onednn_cache_capacity == 16384
