@@ -145,7 +145,8 @@ def _compare(out: Path, cache: Path, *extra: str) -> tuple[int, str]:
 def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     """Train both tiny models, evaluate, benchmark, report; a second run retrains and re-measures nothing."""
     out = tmp_path / "cmp"
-    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]", "parallel=all")  # four runs at once
+    peer = f"+peers.joeynmt={{work_dir: {_joeynmt_work(tmp_path, ['Ein Hund rennt.'] * 200)}}}"
+    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]", "parallel=all", peer)  # four runs at once
     assert rc == 0, log[-3000:]
     res = json.loads((out / "results.json").read_text())
     assert set(res["runs"]) == {"lstm", "transformer"} and res["roles"] == {"transformer": "transformer",
@@ -172,6 +173,8 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
         assert scores["bleu"][0] == run["test"]["test_2016_flickr"]["bleu"]
         assert len(run["seeds"]["val_curves"]) == 2 and run["seeds"]["val_curves"][0] == run["val_curve"]
         assert run["seeds"]["val_curves"][1] and run["seeds"]["val_curves"][1] != run["val_curve"]  # plotted too
+    assert set(res["significance"]["peers"]) == {"lstm|joeynmt", "transformer|joeynmt"}  # each preset vs the peer
+    assert all(0 < t["metrics"]["chrF"]["p_value"] <= 1 for t in res["significance"]["peers"].values())
     (per_seed,) = res["significance"]["per_seed"].values()
     assert len(per_seed) == 2 and per_seed[0] == pair
     curves = {c["preset"]: c for c in res["simultaneous"]["curves"]}  # test-time wait-k of the full-sentence runs
@@ -186,13 +189,13 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     for text in ("## Verdicts", "AMD" if "AMD" in res["system"]["cpu"] else res["system"]["cpu"], "torch",
                  "test BLEU", "Wall-clock time to reach", "growth exponent", "Per-token latency",
                  "Simultaneous (streaming) translation", "state KiB first / last", "## Significance", "Over seeds",
-                 "Each seed's pair of runs", "every run at once", "stopped by"):
+                 "Each seed's pair of runs", "every run at once", "stopped by", "| transformer | joeynmt | BLEU |"):
         assert text in report, text
 
     stamps = {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]}
     bench_stamp = (out / "bench" / "bench.json").stat().st_mtime_ns
     logs = {p: (out / "runs" / f"{p}.log").read_text() for p in res["runs"]}
-    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]", "parallel=all")
+    rc, log = _compare(out, tmp_path / "cache", "seeds=[1234,7]", "parallel=all", peer)
     assert rc == 0, log[-3000:]
     assert "finished earlier" in log and "lstm.seed7: finished earlier" in log and "reusing" in log
     assert {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]} == stamps
@@ -200,12 +203,8 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
     assert (out / "bench" / "bench.json").stat().st_mtime_ns == bench_stamp
 
 
-def test_joeynmt_peer_is_read_from_the_runner_outputs(tmp_path: Path) -> None:
-    """The peer's validation curve (its log's timestamps, from the runner's start stamp), speed and test scores."""
-    from mtlab.compare.peers import read_peers
-    from mtlab.compare.plots import bleu_vs_time
-    from mtlab.compare.report import peers_section
-
+def _joeynmt_work(tmp_path: Path, hypotheses: list[str] | None = None) -> Path:
+    """A JoeyNMT runner's WORK_DIR as run.sh leaves it: start stamp, training log, test scores (and translations)."""
     work = tmp_path / "joey"
     (work / "models" / "transformer").mkdir(parents=True)
     (work / "logs").mkdir()
@@ -225,13 +224,40 @@ def test_joeynmt_peer_is_read_from_the_runner_outputs(tmp_path: Path) -> None:
     (work / "results" / "transformer" / "scores.jsonl").write_text(json.dumps(
         {"set": "test_2016_flickr", "n": 1000, "bleu": 30.5, "chrf": 58.1, "bleu_sig": "nrefs:1|case:mixed",
          "chrf_sig": "nrefs:1"}) + "\n")
+    if hypotheses is not None:
+        (work / "results" / "transformer" / "test_2016_flickr.test").write_text("\n".join(hypotheses) + "\n")
+    return work
+
+
+def test_joeynmt_peer_is_read_from_the_runner_outputs(tmp_path: Path) -> None:
+    """The peer's validation curve (its log's timestamps, from the runner's start stamp), speed and test scores."""
+    from mtlab.compare.peers import read_peers
+    from mtlab.compare.plots import bleu_vs_time
+    from mtlab.compare.report import peers_section
+
+    work = _joeynmt_work(tmp_path, ["Ein Hund läuft.", "Zwei Katzen."])
     (peer,) = read_peers({"joeynmt": {"work_dir": str(work), "model": "transformer"}}).values()
     assert peer["params"] == 7581440 and peer["train_tok_s_median"] == 1300
     assert peer["val_curve"] == [{"elapsed_s": 210.0, "bleu": 11.25}, {"elapsed_s": 600.0, "bleu": 21.5}]
     assert peer["test"]["test_2016_flickr"]["bleu"] == 30.5
+    assert peer["hypotheses"] == {"test_2016_flickr": str(work / "results" / "transformer" / "test_2016_flickr.test")}
     peer["time_to_bleu"] = time_to_bleu(peer["val_curve"], [10, 20, 25])
     text = peers_section({"joeynmt": peer}, ["10", "20", "25"])
     assert "| joeynmt | JoeyNMT transformer (best checkpoint) | 7,581,440 |" in text and "10.0 min" in text
     assert bleu_vs_time({}, tmp_path / "t.png", {"joeynmt": peer}) == "t.png"
     with pytest.raises(MTError, match="train it first"):
         read_peers({"other": {"work_dir": str(tmp_path / "none")}})
+
+
+def test_a_peer_s_translations_must_be_one_per_test_sentence(tmp_path: Path) -> None:
+    """A peer tested on other data fails in one line that names the file, instead of a paired test of misaligned
+    sentences; a peer without translations of the split is left out of the tests."""
+    from mtlab.compare.peers import read_peers
+    from mtlab.compare.significance import peer_hypotheses
+
+    peers = read_peers({"joeynmt": {"work_dir": str(_joeynmt_work(tmp_path, ["Ein Hund läuft.", "Zwei Katzen."]))}})
+    assert peer_hypotheses(peers, "test_2016_flickr", 2) == {"joeynmt": ["Ein Hund läuft.", "Zwei Katzen."]}
+    assert peer_hypotheses(peers, "test_2017_flickr", 2) == {}
+    with pytest.raises(MTError, match=r"^peers.joeynmt: \S+test_2016_flickr.test has 2 lines but test_2016_flickr "
+                                      r"has 3 sentences"):
+        peer_hypotheses(peers, "test_2016_flickr", 3)

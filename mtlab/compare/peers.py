@@ -2,7 +2,8 @@
 
 The runner trains JoeyNMT 2.3.0 on the same data for a wall-clock budget and tests it with beam 5 and sacreBLEU
 (``WORK_DIR/models/<model>/train.log``, ``WORK_DIR/logs/<model>.train.start``,
-``WORK_DIR/results/<model>[@latest]/scores.jsonl``). This module only reads those files: the peer is run
+``WORK_DIR/results/<model>[@latest]/scores.jsonl`` and ``<set>.test``, its detokenized translations). This module
+only reads those files: the peer is run
 beforehand, on the same machine, one run after the other (its README says why). Its validation BLEU is JoeyNMT's
 own greedy validation; its test scores are the runner's sacreBLEU scores (cased, detokenized, 13a, like ours).
 """
@@ -56,8 +57,9 @@ def read_joeynmt(name: str, work_dir: str | Path, model: str = "transformer", ch
         for row in map(json.loads, filter(str.strip, scores_path.read_text(encoding="utf-8").splitlines())):
             test[row["set"]] = {"bleu": float(row["bleu"]), "chrf": float(row["chrf"]), "n_sentences": int(row["n"]),
                                 "bleu_signature": row.get("bleu_sig"), "chrf_signature": row.get("chrf_sig")}
+    hypotheses = {f.name.removesuffix(".test"): str(f) for f in sorted((work / "results" / tag).glob("*.test"))}
     return {"name": name, "system": "JoeyNMT", "model": model, "checkpoint": checkpoint, "work_dir": str(work),
-            "params": params, "val_curve": curve, "test": test,
+            "params": params, "val_curve": curve, "test": test, "hypotheses": hypotheses,
             "train_tok_s_median": statistics.median(tok_s) if tok_s else None}
 
 

@@ -175,13 +175,14 @@ def significance_section(sig: dict) -> str:
     if not sig:
         return "## Significance\nnot measured"
     rows = []
-    for pair, r in sig["pairs"].items():
+    for pair, r in (sig.get("pairs") | sig.get("peers", {})).items():
         a, b = pair.split("|")
         for m in r["metrics"].values():
             rows.append([a, b, m["metric"], f"{m['a']['score']:.2f} ({m['a']['mean']:.2f} ± {m['a']['ci']:.2f})",
                          f"{m['b']['score']:.2f} ({m['b']['mean']:.2f} ± {m['b']['ci']:.2f})", f"{m['p_value']:.4f}"])
     out = [f"## Significance (paired bootstrap, {sig['n_samples']} resamples, {sig['split']}; mean ± 95% "
-           "CI half-width; each run's best checkpoint with its own decoding settings)",
+           "CI half-width; each run's best checkpoint with its own decoding settings; a peer's translations as its "
+           "runner made them)",
            md_table(["A", "B", "metric", "A", "B", "p-value"], rows)]
     if sig.get("per_seed"):
         prow = [[*pair.split("|"), m, " / ".join(f"{t['metrics'][m]['p_value']:.4f}" for t in tests)]

@@ -56,7 +56,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
 
     bench = run_benchmarks(cfg, outcomes, out / "bench")
     simul = simultaneous_curves(cfg, outcomes, out / "simultaneous")
-    significance = pairwise_significance(cfg, every_seed, out / "significance")
+    significance = pairwise_significance(cfg, every_seed, out / "significance", peers)
     runs = {p: summarize_run(o, bench, levels, every_seed[p]) for p, o in outcomes.items()}
     first = next(iter(runs.values()))
     n_together = {"off": 1, "seed": len(cfg.models), "all": len(plans)}[mode]  # runs at once (runs.run_groups)

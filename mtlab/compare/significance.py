@@ -3,7 +3,8 @@
 Each run's test-set translations (its best checkpoint, its own decoding settings) are made once and kept in
 ``<out_dir>/<run>.<set>.json`` with a stamp; every pair of presets is then tested with
 :func:`mt.api.paired_significance` (BLEU and chrF, p-value and 95% confidence intervals): their first-seed runs
-(``pairs``), and with several seeds each seed's pair of runs too (``per_seed``).
+(``pairs``), and with several seeds each seed's pair of runs too (``per_seed``). Outside systems (``peers``) that
+left translations of the same test set are tested against each preset's first-seed run (``peers``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mt.api import TranslationDataModule, Translator, atomic_write_text, paired_significance
+from mt.api import MTError, TranslationDataModule, Translator, atomic_write_text, paired_significance
 from mtlab.compare.cache import as_json, reusable
 from mtlab.compare.runs import RunOutcome
 
@@ -32,15 +33,34 @@ def _translations(cfg: DictConfig, outcome: RunOutcome, sources: list[str], out_
     return hyps
 
 
-def pairwise_significance(cfg: DictConfig, every_seed: dict[str, list[RunOutcome]], out_dir: Path) -> dict:
-    """{"split", "n_samples", "pairs": {"A|B": PairedSignificance as a dict}, "per_seed": {"A|B": [one per seed]}}
-    over every pair of presets whose runs were all trained; ``every_seed``: preset -> its runs, first seed first."""
+def peer_hypotheses(peers: dict[str, dict], split: str, n_sentences: int) -> dict[str, list[str]]:
+    """Each peer's translations of ``split`` (peers without them are left out), checked to be one per sentence."""
+    out = {}
+    for name, peer in peers.items():
+        if (path := (peer.get("hypotheses") or {}).get(split)) is None:
+            continue
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+        lines = lines[:-1] if lines and lines[-1] == "" else lines
+        if len(lines) != n_sentences:
+            raise MTError(f"peers.{name}: {path} has {len(lines)} lines but {split} has {n_sentences} sentences; "
+                          f"test the peer on the same data (run.sh ... test:{peer.get('model', 'MODEL')})")
+        out[name] = lines
+    return out
+
+
+def pairwise_significance(cfg: DictConfig, every_seed: dict[str, list[RunOutcome]], out_dir: Path,
+                          peers: dict[str, dict] | None = None) -> dict:
+    """{"split", "n_samples", "pairs": {"A|B": PairedSignificance as a dict}, "per_seed": {"A|B": [one per seed]},
+    "peers": {"preset|peer": ...}} over every pair of presets whose runs were all trained, and every such preset
+    against every peer with translations of the split; ``every_seed``: preset -> its runs, first seed first."""
     trained = {p: runs for p, runs in every_seed.items() if all(o.checkpoint() is not None for o in runs)}
-    if len(trained) < 2:
+    split = str(cfg.significance.split)
+    with_peers = any(split in (p.get("hypotheses") or {}) for p in (peers or {}).values())
+    if not trained or (len(trained) < 2 and not with_peers):
         return {}
     dm = TranslationDataModule(cfg.data, cfg.paths, seed=int(cfg.seed))
-    split = str(cfg.significance.split)
     sources, refs = dm.sources(split), dm.references(split)
+    others = peer_hypotheses(peers or {}, split, len(sources))
     hyps = {p: [_translations(cfg, o, sources, out_dir) for o in runs] for p, runs in trained.items()}
     n = int(cfg.significance.n_samples)
 
@@ -49,6 +69,8 @@ def pairwise_significance(cfg: DictConfig, every_seed: dict[str, list[RunOutcome
 
     pairs = {f"{a}|{b}": test(hyps[a][0], hyps[b][0]) for a, b in itertools.combinations(trained, 2)}
     out = {"split": split, "n_samples": n, "pairs": pairs}
+    if others:
+        out["peers"] = {f"{p}|{name}": test(hyps[p][0], lines) for p in trained for name, lines in others.items()}
     if any(len(h) > 1 for h in hyps.values()):
         out["per_seed"] = {f"{a}|{b}": [pairs[f"{a}|{b}"]] + [test(x, y) for x, y in zip(hyps[a][1:], hyps[b][1:],
                                                                                       strict=True)]
