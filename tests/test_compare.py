@@ -174,7 +174,8 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
         assert len(run["seeds"]["val_curves"]) == 2 and run["seeds"]["val_curves"][0] == run["val_curve"]
         assert run["seeds"]["val_curves"][1] and run["seeds"]["val_curves"][1] != run["val_curve"]  # plotted too
     assert set(res["significance"]["peers"]) == {"lstm|joeynmt", "transformer|joeynmt"}  # each preset vs the peer
-    assert all(0 < t["metrics"]["chrF"]["p_value"] <= 1 for t in res["significance"]["peers"].values())
+    assert all(set(t["metrics"]) == {"BLEU", "chrF2"} and all(0 < m["p_value"] <= 1 for m in t["metrics"].values())
+               for t in res["significance"]["peers"].values())
     (per_seed,) = res["significance"]["per_seed"].values()
     assert len(per_seed) == 2 and per_seed[0] == pair
     curves = {c["preset"]: c for c in res["simultaneous"]["curves"]}  # test-time wait-k of the full-sentence runs
