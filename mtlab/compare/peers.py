@@ -3,9 +3,9 @@
 The runner trains JoeyNMT 2.3.0 on the same data for a wall-clock budget and tests it with beam 5 and sacreBLEU
 (``WORK_DIR/models/<model>/train.log``, ``WORK_DIR/logs/<model>.train.start``,
 ``WORK_DIR/results/<model>[@latest]/scores.jsonl`` and ``<set>.test``, its detokenized translations). This module
-only reads those files: the peer is run
-beforehand, on the same machine, one run after the other (its README says why). Its validation BLEU is JoeyNMT's
-own greedy validation; its test scores are the runner's sacreBLEU scores (cased, detokenized, 13a, like ours).
+only reads those files: the peer is run beforehand, on the same machine, one run after the other (its README says
+why). Its validation BLEU is JoeyNMT's own greedy validation; its test scores are the runner's sacreBLEU scores
+(cased, detokenized, 13a, like ours).
 """
 
 from __future__ import annotations
