@@ -23,7 +23,7 @@ from mt.runlogs import csv_versions, metric_rows
 from mt.search import SearchConfig, search
 from mt.simul import CorpusLatency, corpus_latency, wait_k_visibility
 from mt.simul.evaluate import SimulResult, translate_simul
-from mt.textio import atomic_write_text
+from mt.textio import atomic_write_text, read_lines
 from mt.tokenizer import Tokenizer
 from mt.translate import (
     ScoredTranslation,
@@ -42,7 +42,7 @@ __all__ = [
     "batch_loss", "build_model", "build_module", "compose", "corpus_latency", "corpus_score", "csv_versions",
     "decode_batch", "export_model", "has_bf16_units", "label_smoothed_nll", "load_checkpoint", "metric_rows",
     "model_from_checkpoint", "one_line_errors", "output_loss", "paired_significance", "projected_label_smoothed_nll",
-    "reorder_state", "resolve_checkpoint",
+    "read_lines", "reorder_state", "resolve_checkpoint",
     "resolve_device", "search", "search_config", "short_precision", "train", "translate_simul",
     "wait_k_visibility",
 ]

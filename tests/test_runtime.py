@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 
@@ -54,13 +56,16 @@ print(json.dumps({name: os.environ.get(name) for name in ONEDNN_CACHE_VARIABLES}
 """
 
 
-def _cache_variables(capacity: str, **env: str) -> dict:
-    import json
-    import os
+def _without_cache_variables() -> dict[str, str]:
+    """This process's environment less the kernel-cache variables, so a child shows what it set itself."""
+    from mt.runtime import ONEDNN_CACHE_VARIABLES
 
-    base = {k: v for k, v in os.environ.items() if k not in ("LRU_CACHE_CAPACITY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")}
+    return {k: v for k, v in os.environ.items() if k not in ONEDNN_CACHE_VARIABLES}
+
+
+def _cache_variables(capacity: str, **env: str) -> dict:
     done = subprocess.run([sys.executable, "-c", _CACHE_PROBE, capacity], capture_output=True, text=True, cwd=ROOT,
-                          env=base | env, timeout=120)
+                          env=_without_cache_variables() | env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -89,13 +94,9 @@ runpy.run_path(script, run_name="__main__") if script.endswith(".py") else impor
                                                       ("mt.stream", "mt.stream", "stream")])
 def test_evaluate_and_stream_apply_the_runtime_settings_before_their_work(tmp_path, script, module, function):
     """Decoding gets the same process-wide settings as training (conf/runtime/default.yaml), from its own config."""
-    import json
-    import os
-
-    base = {k: v for k, v in os.environ.items() if k not in ("LRU_CACHE_CAPACITY", "ONEDNN_PRIMITIVE_CACHE_CAPACITY")}
     done = subprocess.run([sys.executable, "-c", _ENTRY_PROBE, script, module, function, "ckpt=unused",
                            "runtime.onednn_cache_capacity=777", f"hydra.run.dir={tmp_path}"],
-                          capture_output=True, text=True, cwd=ROOT, env=base, timeout=120)
+                          capture_output=True, text=True, cwd=ROOT, env=_without_cache_variables(), timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.splitlines()[-1]) == "777"
 

@@ -15,7 +15,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from mt.api import MTError, TranslationDataModule, Translator, atomic_write_text, paired_significance
+from mt.api import (
+    MTError,
+    TranslationDataModule,
+    Translator,
+    atomic_write_text,
+    paired_significance,
+    read_lines,
+)
 from mtlab.compare.cache import as_json, reusable
 from mtlab.compare.runs import RunOutcome
 
@@ -37,13 +44,12 @@ def peer_hypotheses(peers: dict[str, dict], split: str, n_sentences: int) -> dic
     """Each peer's translations of ``split`` (peers without them are left out), checked to be one per sentence."""
     out = {}
     for name, peer in peers.items():
-        if (path := (peer.get("hypotheses") or {}).get(split)) is None:
+        if (path := peer["hypotheses"].get(split)) is None:
             continue
-        lines = Path(path).read_text(encoding="utf-8").split("\n")
-        lines = lines[:-1] if lines and lines[-1] == "" else lines
+        lines = read_lines(path)
         if len(lines) != n_sentences:
             raise MTError(f"peers.{name}: {path} has {len(lines)} lines but {split} has {n_sentences} sentences; "
-                          f"test the peer on the same data (run.sh ... test:{peer.get('model', 'MODEL')})")
+                          f"test the peer on the same data (run.sh ... test:{peer['model']})")
         out[name] = lines
     return out
 
@@ -55,7 +61,7 @@ def pairwise_significance(cfg: DictConfig, every_seed: dict[str, list[RunOutcome
     against every peer with translations of the split; ``every_seed``: preset -> its runs, first seed first."""
     trained = {p: runs for p, runs in every_seed.items() if all(o.checkpoint() is not None for o in runs)}
     split = str(cfg.significance.split)
-    with_peers = any(split in (p.get("hypotheses") or {}) for p in (peers or {}).values())
+    with_peers = any(split in p["hypotheses"] for p in (peers or {}).values())
     if not trained or (len(trained) < 2 and not with_peers):
         return {}
     dm = TranslationDataModule(cfg.data, cfg.paths, seed=int(cfg.seed))
