@@ -22,6 +22,8 @@ from mt.textio import atomic_open
 from mt.tokenizer import Tokenizer
 
 MODEL_PREFIX = "model."
+RAW_WEIGHTS = "current_model_state"  # beside an averaged state_dict (callbacks ema): the optimizer's own weights
+WEIGHTS = ("checkpoint", "raw")  # which weights of a checkpoint to use: see :func:`select_weights`
 
 
 class CheckpointError(MTError):
@@ -59,6 +61,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The Seq2Seq's own state dict from a LightningModule checkpoint."""
     return {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+
+
+def select_weights(ckpt: dict[str, Any], weights: str, source: str) -> dict[str, Any]:
+    """``ckpt`` with the weights that ``weights`` names as its ``state_dict``: ``checkpoint`` (what it serves: the
+    moving average when trained with callbacks ema, else the trained weights) or ``raw`` (the optimizer's own
+    weights kept beside that average, e.g. to measure what the average adds on the same checkpoint)."""
+    if weights not in WEIGHTS:
+        raise CheckpointError(f"weights={weights} is not one of {', '.join(WEIGHTS)}; use checkpoint (the weights "
+                              "a checkpoint serves) or raw (the trained weights beside a moving average)")
+    if weights == "checkpoint":
+        return ckpt
+    if RAW_WEIGHTS not in ckpt:
+        raise CheckpointError(f"{source} keeps no moving average of its weights (trained without callbacks ema, or "
+                              "an average of checkpoints), so its weights are the trained ones: drop weights=raw")
+    return {**ckpt, "state_dict": ckpt[RAW_WEIGHTS]}
 
 
 def load_model_state(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

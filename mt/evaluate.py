@@ -22,7 +22,7 @@ from sacrebleu.metrics import CHRF
 from sacrebleu.significance import PairedTest
 
 from mt.align import align_texts, format_alignment
-from mt.checkpoint import load_checkpoint
+from mt.checkpoint import WEIGHTS, load_checkpoint
 from mt.device import resolve_device
 from mt.errors import MTError, require_values
 from mt.metrics import Score, bleu_metric, corpus_score
@@ -47,6 +47,7 @@ class System:
     name: str  # what it was loaded from: a checkpoint file or an export folder
     translator: TranslatorBase
     data: dict[str, Any]  # the data config it was trained with (test sets, languages)
+    weights: str = "checkpoint"  # which of a checkpoint's weights (mt.checkpoint.select_weights)
     option = "compare_with"  # the evaluate.py key that names it as the second system
 
     def hypotheses(self, sources: list[str]) -> list[str]:
@@ -100,6 +101,11 @@ def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compar
     from mt.export.load import export_format, load_exported
 
     device = resolve_device(str(cfg.device))
+    key = "compare_weights" if compare else "weights"
+    weights = str(cfg[key])
+    if weights not in WEIGHTS:
+        raise MTError(f"{key}={weights} is not one of {', '.join(WEIGHTS)}; use checkpoint (the weights a checkpoint "
+                      "serves) or raw (the trained weights beside a moving average)")
     if not compare:
         if ckpt is None and model_dir is None and cfg.run is None:
             raise MTError("missing required value(s): ckpt; set ckpt=PATH (a .ckpt file or a training run folder), "
@@ -109,6 +115,9 @@ def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compar
     elif Path(str(ckpt)).is_dir() and export_format(Path(str(ckpt))) is not None:
         model_dir, ckpt = str(ckpt), None
     if model_dir is not None:
+        if weights != "checkpoint":
+            raise MTError(f"{key}={weights} picks weights of a training checkpoint, but {model_dir} is an exported "
+                          f"model with one set of weights; give a .ckpt (or run folder) or drop {key}=")
         exported = load_exported(model_dir, cfg.decode, "auto" if compare else cfg.engine, device,
                                  str(cfg.precision), int(cfg.threads))
         return System(str(model_dir), exported.translator, exported.config["data"])
@@ -117,9 +126,9 @@ def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compar
                       "format=ctranslate2 out=DIR, then evaluate.py model_dir=DIR")
     path = resolve_checkpoint(str(ckpt if ckpt is not None else cfg.run), cfg.run)
     data = load_checkpoint(path)
-    model, tokenizer = model_from_checkpoint(data, str(path))
+    model, tokenizer = model_from_checkpoint(data, str(path), weights=weights)
     translator = Translator(model, tokenizer, cfg.decode, device=device, precision=str(cfg.precision))
-    return System(str(path), translator, data["hyper_parameters"]["data"])
+    return System(str(path), translator, data["hyper_parameters"]["data"], weights)
 
 
 def _check_writable(path: Path) -> None:
@@ -314,16 +323,25 @@ def _compare(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[s
         other_out = Path(other.name)
     sig = paired_significance(hyps, other_hyps, refs, int(cfg.significance_samples), tgt_lang=system.data["tgt"],
                               tokenize=cfg.decode.get("bleu_tokenize"))
-    return sig, f"{other.option}={other.name} (B, hypotheses in {other_out}) vs this model (A):\n{sig}"
+    return sig, (f"{other.option}={other.name} (B{_weights_note(other)}, hypotheses in {other_out}) vs this model "
+                 f"(A{_weights_note(system)}):\n{sig}")
+
+
+def _weights_note(system: System | Hypotheses) -> str:
+    """", raw weights" for a system translated with a checkpoint's raw weights (weights=raw), else nothing."""
+    return f", {system.weights} weights" if isinstance(system, System) and system.weights != "checkpoint" else ""
 
 
 def _write_metrics(out_dir: Path, cfg: DictConfig, system: System, other: System | Hypotheses | None,
                    scores: dict[str, Score], significance: dict[str, PairedSignificance],
                    latency: dict[str, dict] | None = None) -> None:
-    payload = {"ckpt": system.name, "engine": cfg.engine, "decode": OmegaConf.to_container(cfg.decode, resolve=True),
+    payload = {"ckpt": system.name, "weights": system.weights, "engine": cfg.engine,
+               "decode": OmegaConf.to_container(cfg.decode, resolve=True),
                "precision": str(cfg.precision), "scores": {k: s.as_dict() for k, s in scores.items()}}
     if other is not None:
         payload[other.option] = other.name
+        if isinstance(other, System):
+            payload["compare_weights"] = other.weights
         payload["significance"] = {k: v.as_dict() for k, v in significance.items()}
     if latency:  # decode.policy=wait_k: AL/LAAL/DAL per set, in source subwords and words
         payload["latency"] = latency

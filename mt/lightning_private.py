@@ -28,7 +28,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 
-from mt.checkpoint import MODEL_PREFIX, model_state
+from mt.checkpoint import MODEL_PREFIX, RAW_WEIGHTS, model_state
 from mt.errors import MTError
 
 
@@ -173,7 +173,7 @@ class ModelEMA(WeightAveraging):
             return
         raw = checkpoint["state_dict"]
         averaged = {MODEL_PREFIX + k: v for k, v in self._average_model.module.state_dict().items()}
-        checkpoint["current_model_state"] = raw
+        checkpoint[RAW_WEIGHTS] = raw
         checkpoint["state_dict"] = {**raw, **averaged}
         checkpoint["averaging_state"] = {"n_averaged": self._average_model.n_averaged.detach().clone()}
 
@@ -182,7 +182,7 @@ class ModelEMA(WeightAveraging):
         if self._average_model is None or trainer.state.fn != TrainerFn.FITTING:
             return  # test/validate/predict: the module keeps state_dict, the averaged weights
         self._average_model.module.load_state_dict(model_state(checkpoint))
-        if "current_model_state" in checkpoint:  # resuming: the raw weights go on training
+        if RAW_WEIGHTS in checkpoint:  # resuming: the raw weights go on training
             self._average_model.n_averaged.copy_(checkpoint["averaging_state"]["n_averaged"])
-            pl_module.load_state_dict(checkpoint["current_model_state"])
+            pl_module.load_state_dict(checkpoint[RAW_WEIGHTS])
         # else: a checkpoint written without EMA; its weights are both the model and the average's start

@@ -16,6 +16,7 @@ from lightning.pytorch.trainer.states import TrainerFn
 from torch import Tensor
 
 from mt.batch import Batch
+from mt.checkpoint import RAW_WEIGHTS
 from mt.errors import MTError
 from mt.loss import output_loss
 from mt.metrics import Score, corpus_score
@@ -275,10 +276,10 @@ class TranslationModule(LightningModule):
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if ("current_model_state" in checkpoint and self.trainer.state.fn == TrainerFn.FITTING
+        if (RAW_WEIGHTS in checkpoint and self.trainer.state.fn == TrainerFn.FITTING
                 and not any(isinstance(c, WeightAveraging) for c in self.trainer.callbacks)):
             # written with callbacks.ema (ModelEMA): state_dict holds the average; training goes on from the raw
-            checkpoint["state_dict"] = checkpoint["current_model_state"]
+            checkpoint["state_dict"] = checkpoint[RAW_WEIGHTS]
             log.warning("resuming a run that kept an EMA of its weights without callbacks.ema: training goes on from "
                         "the raw weights and the average is dropped; add callbacks=[default,ema] to keep it")
         self._rng_to_restore = checkpoint.get("rng")

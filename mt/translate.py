@@ -20,6 +20,7 @@ from mt.checkpoint import (
     load_checkpoint,
     load_model_state,
     model_state,
+    select_weights,
 )
 from mt.device import autocast_for, resolve_device
 from mt.errors import MTError
@@ -222,9 +223,11 @@ class Translator(TranslatorBase):
         return load_exported(path, decode_cfg, engine, resolve_device(device), precision, threads).translator
 
 
-def model_from_checkpoint(ckpt: dict, source: str, cache_dir: str | Path | None = None
+def model_from_checkpoint(ckpt: dict, source: str, cache_dir: str | Path | None = None, weights: str = "checkpoint"
                           ) -> tuple[Seq2Seq, Tokenizer]:
-    """Rebuild the model and its tokenizer from a loaded checkpoint dictionary."""
+    """Rebuild the model and its tokenizer from a loaded checkpoint dictionary (``weights``:
+    :func:`mt.checkpoint.select_weights`)."""
+    ckpt = select_weights(ckpt, weights, source)
     tokenizer = checkpoint_tokenizer(ckpt, source, cache_dir)
     if bad := foreign_targets(ckpt["hyper_parameters"]["model"]):  # a crafted config must not run other code
         raise CheckpointError(f"{source}: model class {bad[0]!r} is not one of this project's models; refusing to "

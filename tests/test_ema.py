@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
+
 import lightning as L
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from torch import nn
 
-from mt.checkpoint import load_checkpoint
+from mt.checkpoint import MODEL_PREFIX, RAW_WEIGHTS, load_checkpoint
 from mt.errors import MTError
+from mt.evaluate import evaluate
 from mt.lightning_private import ModelEMA, ema_update
 from mt.pipeline import train
 from mt.runlogs import metric_rows
-from mt.translate import Translator
-from tests.utils import compose_train, tiny_overrides
+from mt.translate import Translator, model_from_checkpoint
+from tests.utils import CONF, compose_train, tiny_overrides
 
 DECAY = 0.9
 
@@ -146,6 +150,22 @@ def test_pipeline_with_ema_tests_and_translates_the_averaged_checkpoint(tmp_path
     assert int(ckpt["averaging_state"]["n_averaged"]) == ckpt["global_step"]
     assert result.test["test_2016_flickr"]["n_sentences"] == 60 and result.test_averaged
     assert len(Translator.from_checkpoint(result.best_checkpoint, device="cpu").translate(["A dog."])) == 1
+
+    # evaluate.py weights=raw / compare_weights=raw: the optimizer's weights of the same checkpoint beside the average
+    for weights, key in (("checkpoint", "state_dict"), ("raw", RAW_WEIGHTS)):
+        model, _ = model_from_checkpoint(ckpt, "best", weights=weights)
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, ckpt[key][MODEL_PREFIX + name]), (weights, name)
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name="evaluate", overrides=[
+            f"ckpt={result.best_checkpoint}", f"compare_with={result.best_checkpoint}", "compare_weights=raw",
+            "decode.beam_size=1", "significance_samples=50", f"paths.output_dir={tmp_path / 'ev'}",
+            f"paths.cache_dir={tmp_path / 'cache'}"])
+    evaluate(cfg)
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert (metrics["weights"], metrics["compare_weights"]) == ("checkpoint", "raw")
+    assert metrics["significance"]["test_2016_flickr"]["n_sentences"] == 60
+    assert len((tmp_path / "ev" / "hyps.test_2016_flickr.B.txt").read_text(encoding="utf-8").splitlines()) == 60
 
     # resumed without the callback, training goes on from the raw weights: the same losses as the run above
     part = tiny_overrides("transformer", tmp_path / "part", tmp_path / "cache", limit=60) + ["test_after_fit=false"]

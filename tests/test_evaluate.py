@@ -119,6 +119,10 @@ def eval_decode():
     (["ckpt=CKPT", "engine=ctranslate2"], "engine=ctranslate2 runs an exported CTranslate2 model"),
     (["ckpt=CKPT", "model_dir=CKPT"], "give either ckpt= or model_dir="),
     (["model_dir=TMP"], "is not an exported model folder"),
+    (["ckpt=CKPT", "weights=raw"], "keeps no moving average of its weights (trained without callbacks ema"),
+    (["ckpt=CKPT", "weights=ema"], "weights=ema is not one of checkpoint, raw"),
+    (["ckpt=CKPT", "compare_with=CKPT", "compare_weights=raw"], "keeps no moving average"),
+    (["model_dir=TMP", "weights=raw"], "is an exported model with one set of weights"),
 ])
 def test_model_choice_errors_are_one_line(ckpt, tmp_path, args, message):
     from mt.evaluate import evaluate
