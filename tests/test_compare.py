@@ -34,7 +34,7 @@ def test_plan_runs_resumes_and_skips(tmp_path: Path) -> None:
     (tmp_path / "runs" / "transformer" / "checkpoints" / "last.ckpt").write_bytes(b"")
     lstm, transformer, base = plan_runs(cfg, tmp_path, ["data.src=de"])
     assert (lstm.status, transformer.status, base.status) == ("finished", "resume", "fresh")
-    assert lstm.command[3:] == ["model=lstm", "data.src=de", "x=1", "model.dropout=0.3",
+    assert lstm.command[3:] == ["model=lstm", "trainer.enable_progress_bar=false", "data.src=de", "x=1", "model.dropout=0.3",
                                 f"hydra.run.dir={tmp_path / 'runs' / 'lstm'}"]
     assert transformer.command[-1] == f"ckpt_path={tmp_path / 'runs' / 'transformer' / 'checkpoints' / 'last.ckpt'}"
     assert not any(c.startswith("ckpt_path=") for c in base.command)

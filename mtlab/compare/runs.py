@@ -25,6 +25,9 @@ from mt.api import MTError, metric_rows
 log = logging.getLogger(__name__)
 
 _PLAIN = re.compile(r"^[\w/.:~+-]+$")
+# Every run's first overrides (train_overrides and model_overrides come later and win): its output goes to a log
+# file, where a progress bar only adds a line per step.
+RUN_DEFAULTS = ("trainer.enable_progress_bar=false",)
 
 
 @dataclass
@@ -79,7 +82,7 @@ def plan_runs(cfg: DictConfig, output_dir: Path, forwarded: list[str]) -> list[R
         for i, seed in enumerate(run_seeds(cfg)):
             run_dir = output_dir / "runs" / (str(preset) if i == 0 else f"{preset}.seed{seed}")
             status = run_status(run_dir)
-            command = [sys.executable, "-m", "mt.cli.train", f"model={preset}", *forwarded,
+            command = [sys.executable, "-m", "mt.cli.train", f"model={preset}", *RUN_DEFAULTS, *forwarded,
                        *map(str, cfg.train_overrides), *map(str, (cfg.model_overrides or {}).get(preset) or []),
                        *([f"seed={seed}"] if seed is not None else []), f"hydra.run.dir={_value(run_dir)}"]
             if status == "resume":
