@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 
 from mt.api import MTError, short_precision
 from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second, regime
-from mtlab.compare.runs import parallel_mode, plan_runs, read_csv_logs, run_env, run_groups
+from mtlab.compare.runs import parallel_mode, plan_runs, progress_note, read_csv_logs, run_env, run_groups
 from mtlab.compare.summary import time_to_bleu
 from mtlab.overrides import forwarded_overrides
 from tests.utils import TINY, TINY_BENCH, TINY_DATA, run_module
@@ -115,6 +115,8 @@ def test_csv_logs_of_every_restart_are_read_in_order(tmp_path: Path) -> None:
     assert tok_s == [100.0, 300.0]
     assert time_to_bleu(val, [5, 10, 20]) == {"5": 60.0, "10": 130.0, "20": None}
     assert short_precision("bf16-mixed") == "bf16" and short_precision(32) == "32"
+    assert progress_note(tmp_path) == "step 20 (2 validations; best val BLEU 12.50 at step 20, 0 validations ago)"
+    assert progress_note(tmp_path / "none") == "before its first validation"
 
 
 def test_verdicts_follow_the_numbers() -> None:

@@ -142,7 +142,8 @@ def execute(plans: list[RunPlan], mode: str) -> None:
                 logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} mtlab.compare: {p.status} run: "
                            f"{' '.join(p.command)}\n")
                 logf.flush()
-                log.info("%s: %s run (log: %s)%s", p.name, p.status, p.log_path,
+                log.info("%s: %s run%s (log: %s)%s", p.name, p.status,
+                         f" from {progress_note(p.run_dir)}" if p.status == "resume" else "", p.log_path,
                          f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if parallel and len(group) > 1 else "")
                 procs.append((p, subprocess.Popen(p.command, cwd=os.getcwd(), env=env, stdout=logf,
                                                   stderr=subprocess.STDOUT), logf, time.perf_counter()))
@@ -223,6 +224,16 @@ def read_csv_logs(run_dir: Path) -> tuple[list[dict], list[float]]:
                          "chrf": _float(row.get("val/chrf")), "elapsed_s": _float(row.get("val/elapsed_s"))}
     rows = sorted(val.values(), key=lambda r: (r["elapsed_s"] is None, r["elapsed_s"] or 0.0, r["step"]))
     return rows, tok_s
+
+
+def progress_note(run_dir: Path) -> str:
+    """Where an unfinished run stands, from its CSV logs: its validations so far, the best and how long ago."""
+    val, _ = read_csv_logs(run_dir)
+    if not val:
+        return "before its first validation"
+    best = max(range(len(val)), key=lambda i: val[i]["bleu"])
+    return (f"step {val[-1]['step']} ({len(val)} validations; best val BLEU {val[best]['bleu']:.2f} at step "
+            f"{val[best]['step']}, {len(val) - 1 - best} validations ago)")
 
 
 def read_outcome(preset: str, run_dir: Path) -> RunOutcome:
