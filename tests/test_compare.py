@@ -102,6 +102,17 @@ def test_the_quality_verdicts_say_whether_the_runs_converged() -> None:
     budget = regime(run("transformer", "early_stopping", "max_time", "max_time"), run("lstm", "max_epochs"))
     assert budget == ("within a fixed budget, not converged (stopped by transformer: early_stopping, max_time x2; "
                       "lstm: max_epochs)")
+    # claims.converged_min_epochs: a run that trained that many epochs counts as converged, a shorter one does not
+    capped = {**run("lstm", "max_epochs"), "epochs": 60}
+    assert regime(run("transformer", "early_stopping"), capped, min_epochs=60) == (
+        "at convergence (every run stopped by early stopping or at max_epochs after at least 60 epochs: "
+        "transformer: early_stopping; lstm: max_epochs)")
+    assert regime(run("transformer", "early_stopping"), {**capped, "epochs": 59}, min_epochs=60).startswith(
+        "within a fixed budget")
+    assert regime(run("transformer", "early_stopping"), capped).startswith("within a fixed budget")
+    seeds = {"preset": "lstm", "stopped_by": "max_epochs", "epochs": 60,
+             "seeds": {"stopped_by": ["max_epochs", "max_time"], "epochs": [60, 60]}}
+    assert regime(run("transformer", "early_stopping"), seeds, min_epochs=60).startswith("within a fixed budget")
 
 
 def test_csv_logs_of_every_restart_are_read_in_order(tmp_path: Path) -> None:

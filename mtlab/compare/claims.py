@@ -46,9 +46,19 @@ def stop_reasons(run: dict) -> list[str]:
         run.get("stopped_by") or "n/a"]
 
 
-def regime(*runs: dict) -> str:
-    """Whether the compared runs converged (all stopped by early stopping) or ran within a fixed budget, in words
-    with the stop reasons per preset: a quality verdict means something else in each case."""
+def run_epochs(run: dict) -> list[int | None]:
+    """The epochs each of a preset's runs trained (every seed's, in the order of :func:`stop_reasons`; None where
+    not recorded)."""
+    if run.get("seeds") and "stopped_by" in run["seeds"]:
+        return list(run["seeds"].get("epochs") or [None] * len(run["seeds"]["stopped_by"]))
+    return [run.get("epochs")]
+
+
+def regime(*runs: dict, min_epochs: int | None = None) -> str:
+    """Whether the compared runs converged or ran within a fixed budget, in words with the stop reasons per preset:
+    a quality verdict means something else in each case. A run converged when early stopping ended it, or (with
+    ``min_epochs``, conf/compare.yaml's claims.converged_min_epochs) when it stopped at max_epochs after at least
+    that many epochs."""
     reasons = {run["preset"]: stop_reasons(run) for run in runs}
     detail = "; ".join(f"{p}: " + ", ".join(f"{why} x{n}" if n > 1 else why for why, n in
                                            sorted({w: rs.count(w) for w in rs}.items()))
@@ -58,6 +68,11 @@ def regime(*runs: dict) -> str:
         return f"at convergence (every run stopped by early stopping: {detail})"
     if "n/a" in flat:
         return f"budget unknown (stop reasons not recorded for every run: {detail})"
+    stops = [(why, epochs) for run in runs for why, epochs in zip(stop_reasons(run), run_epochs(run), strict=True)]
+    if min_epochs is not None and all(why == "early_stopping" or (why == "max_epochs" and (epochs or 0) >= min_epochs)
+                                      for why, epochs in stops):
+        return (f"at convergence (every run stopped by early stopping or at max_epochs after at least {min_epochs} "
+                f"epochs: {detail})")
     return f"within a fixed budget, not converged (stopped by {detail})"
 
 
@@ -68,7 +83,8 @@ def test_bleu(run: dict) -> dict[str, float]:
     return {name: v["bleu"] for name, v in (run.get("test") or {}).items()}
 
 
-def claim_bleu(t: dict, r: dict, tol: float, sig: dict | None = None, alpha: float = 0.05) -> dict:
+def claim_bleu(t: dict, r: dict, tol: float, sig: dict | None = None, alpha: float = 0.05,
+               min_epochs: int | None = None) -> dict:
     claim = "At matched parameter counts the Transformer reaches a higher test BLEU than the LSTM"
     pt, pr = t["params"], r["params"]
     if not pt or not pr or not t["test"] or not r["test"]:
@@ -82,7 +98,7 @@ def claim_bleu(t: dict, r: dict, tol: float, sig: dict | None = None, alpha: flo
     scores = "; ".join(f"{s}: {bt[s]:.2f} vs {br[s]:.2f} BLEU" for s in sets) + mean
     significant, words = _significance(sig or {}, t["preset"], r["preset"], alpha)
     evidence = (f"parameters {_m(pt)} vs {_m(pr)} ({gap:.1%} apart, {'within' if matched else 'outside'} the "
-                f"{tol:.0%} tolerance); test {scores} (Transformer vs LSTM); {words}; {regime(t, r)}")
+                f"{tol:.0%} tolerance); test {scores} (Transformer vs LSTM); {words}; {regime(t, r, min_epochs=min_epochs)}")
     return _verdict(1, claim, bool(sets) and matched and all(higher) and significant is not False, evidence)
 
 
@@ -225,7 +241,7 @@ def claim_hybrid(runs: dict[str, dict], c: DictConfig) -> dict:
     ok = all(scores[hybrid] > v for p, v in scores.items() if p != hybrid) and gap <= float(c.param_tolerance)
     listed = ", ".join(f"{p} {v:.2f}" for p, v in sorted(scores.items(), key=lambda kv: -kv[1]))
     return _verdict(8, claim, ok, f"test BLEU {listed}; parameter counts {gap:.1%} apart at most; "
-                    f"{regime(*runs.values())}")
+                    f"{regime(*runs.values(), min_epochs=_min_epochs(c))}")
 
 
 def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: str, c: DictConfig,
@@ -241,7 +257,13 @@ def claim_linear_bleu(runs: dict[str, dict], linear: str | None, transformer: st
     _, words = _significance(sig or {}, linear, transformer, float(c.significance_alpha))
     return _verdict(9, claim, bool(sets) and all(g <= gap_max for g in gaps.values()),
                     f"test BLEU linear vs softmax Transformer: {evidence}; {words}; "
-                    f"{regime(runs[linear], runs[transformer])}")
+                    f"{regime(runs[linear], runs[transformer], min_epochs=_min_epochs(c))}")
+
+
+def _min_epochs(c: DictConfig) -> int | None:
+    """claims.converged_min_epochs (null: only early stopping counts as convergence)."""
+    value = c.get("converged_min_epochs")
+    return None if value is None else int(value)
 
 
 def verdicts(runs: dict[str, dict], roles: dict[str, str], bench: dict, c: DictConfig,
@@ -251,7 +273,7 @@ def verdicts(runs: dict[str, dict], roles: dict[str, str], bench: dict, c: DictC
     if not roles:
         return []
     t, r = runs[roles["transformer"]], runs[roles["recurrent"]]
-    out = [claim_bleu(t, r, float(c.param_tolerance), sig, float(c.significance_alpha)), claim_time_to_bleu(t, r), claim_tokens_per_second(t, r),
+    out = [claim_bleu(t, r, float(c.param_tolerance), sig, float(c.significance_alpha), _min_epochs(c)), claim_time_to_bleu(t, r), claim_tokens_per_second(t, r),
            claim_memory(bench, roles, c), claim_latency(bench, roles, c)]
     linear = _by_family(runs, "linear_transformer")
     if linear is not None:

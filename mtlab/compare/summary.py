@@ -33,6 +33,7 @@ def seed_scores(runs: list[RunOutcome]) -> dict | None:
     sets = sorted(set.intersection(*(set(o.results.get("test", {})) for o in runs)))
     out: dict = {"seeds": [o.seed for o in runs], "runs": [o.name for o in runs],
                  "stopped_by": [o.results.get("stopped_by") or "n/a" for o in runs],
+                 "epochs": [o.results.get("epochs") for o in runs],
                  "val_curves": [_curve(o) for o in runs], "test": {}}
     for name in sets:
         per = {m: [float(o.results["test"][name][m]) for o in runs] for m in ("bleu", "chrf")}
