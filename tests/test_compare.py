@@ -12,7 +12,15 @@ from omegaconf import OmegaConf
 
 from mt.api import MTError, short_precision
 from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second, regime
-from mtlab.compare.runs import parallel_mode, plan_runs, progress_note, read_csv_logs, run_env, run_groups
+from mtlab.compare.runs import (
+    parallel_mode,
+    plan_runs,
+    progress_note,
+    read_csv_logs,
+    run_env,
+    run_groups,
+    status_line,
+)
 from mtlab.compare.summary import time_to_bleu
 from mtlab.overrides import forwarded_overrides
 from tests.utils import TINY, TINY_BENCH, TINY_DATA, run_module
@@ -42,6 +50,26 @@ def test_plan_runs_resumes_and_skips(tmp_path: Path) -> None:
     cores = os.cpu_count() or 1
     assert run_env(True, 2)["OMP_NUM_THREADS"] == str(max(1, cores // 2))  # the cores shared out
     assert run_env(False, 2).get("OMP_NUM_THREADS") == os.environ.get("OMP_NUM_THREADS")  # sequential: untouched
+
+
+def test_status_says_where_each_run_stands(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"models": ["lstm", "transformer"], "train_overrides": [], "model_overrides": {},
+                            "seeds": [1, 2]})
+    runs = tmp_path / "runs"
+    (runs / "lstm").mkdir(parents=True)
+    (runs / "lstm" / "results.json").write_text(json.dumps(
+        {"stopped_by": "early_stopping", "epochs": 31, "test": {"test_2016_flickr": {"bleu": 37.126}}}))
+    (runs / "transformer" / "checkpoints").mkdir(parents=True)
+    (runs / "transformer" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (runs / "transformer" / "csv" / "version_0").mkdir(parents=True)
+    (runs / "transformer" / "csv" / "version_0" / "metrics.csv").write_text(
+        "epoch,step,val/bleu\n0,243,9.4\n1,487,19.64\n2,731,19.5\n")
+    assert [status_line(p) for p in plan_runs(cfg, tmp_path, [])] == [
+        "lstm: finished, stopped by early_stopping after 31 epochs; test BLEU test_2016_flickr 37.13",
+        "lstm.seed2: not started",
+        "transformer: unfinished, at step 731 (3 validations; best val BLEU 19.64 at step 487, 1 validations ago); "
+        "a re-run resumes from its last.ckpt",
+        "transformer.seed2: not started"]
 
 
 def test_plan_runs_one_per_seed(tmp_path: Path) -> None:

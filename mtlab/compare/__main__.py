@@ -2,6 +2,7 @@
 
 python -m mtlab.compare                                  # Multi30k en-de, models=[lstm,transformer], conf/compare.yaml
 python -m mtlab.compare parallel=true                    # a seed's runs at once, the cores shared out
+python -m mtlab.compare ... status=true                  # where each run stands (same overrides); trains nothing
 python -m mtlab.compare data.src=de data.tgt=en          # data/paths/decode overrides go to every train.py run too
 python -m mtlab.compare models=[lstm_base,transformer_base] data=hf data.path=wmt14 data.config=de-en \
     data.src=de data.tgt=en 'train_overrides=["trainer.precision=bf16-mixed","trainer.max_epochs=20"]' \
@@ -25,9 +26,12 @@ from mt.api import CONF_DIR
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="compare")
 def main(cfg: DictConfig) -> None:
     from mt.api import one_line_errors
-    from mtlab.compare.run import compare
+    from mtlab.compare.run import compare, run_status
 
     with one_line_errors():
+        if cfg.status:
+            print("\n".join(run_status(cfg, list(HydraConfig.get().overrides.task))), flush=True)
+            return
         results = compare(cfg, list(HydraConfig.get().overrides.task))
     out = Path(results["output_dir"])
     for c in results["claims"]:

@@ -17,7 +17,7 @@ from mtlab.compare.claims import streaming_verdicts, verdicts
 from mtlab.compare.peers import read_peers
 from mtlab.compare.plots import write_plots
 from mtlab.compare.report import render_report
-from mtlab.compare.runs import execute, parallel_mode, plan_runs, read_outcome, run_env
+from mtlab.compare.runs import execute, parallel_mode, plan_runs, read_outcome, run_env, status_line
 from mtlab.compare.significance import pairwise_significance
 from mtlab.compare.simultaneous import simultaneous_curves
 from mtlab.compare.summary import roles, summarize_run, time_to_bleu
@@ -38,6 +38,12 @@ def attention_plots(cfg: DictConfig, outcomes: dict, out: Path) -> dict[str, str
                                     f"{preset} ({translator.model.traits.family}): cross-attention")
         plots[f"attention_{preset}"] = path.name
     return plots
+
+
+def run_status(cfg: DictConfig, task_overrides: list[str]) -> list[str]:
+    """``status=true``: where each run of the comparison stands, one line each; nothing is trained or written."""
+    plans = plan_runs(cfg, Path(cfg.output_dir).resolve(), forwarded_overrides(task_overrides))
+    return [status_line(p) for p in plans]
 
 
 def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:

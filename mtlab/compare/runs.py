@@ -236,6 +236,19 @@ def progress_note(run_dir: Path) -> str:
             f"{val[best]['step']}, {len(val) - 1 - best} validations ago)")
 
 
+def status_line(plan: RunPlan) -> str:
+    """One run's state for ``status=true``: finished (how it stopped, its test BLEU), resumable (where it stands)
+    or not started."""
+    if plan.status == "fresh":
+        return f"{plan.name}: not started"
+    if plan.status == "resume":
+        return f"{plan.name}: unfinished, at {progress_note(plan.run_dir)}; a re-run resumes from its last.ckpt"
+    results = json.loads((plan.run_dir / "results.json").read_text())
+    test = ", ".join(f"{name} {v['bleu']:.2f}" for name, v in (results.get("test") or {}).items())
+    return (f"{plan.name}: finished, stopped by {results.get('stopped_by', 'n/a')} after {results.get('epochs')} "
+            f"epochs; test BLEU {test or 'n/a'}")
+
+
 def read_outcome(preset: str, run_dir: Path) -> RunOutcome:
     results_path = run_dir / "results.json"
     if not results_path.is_file():
