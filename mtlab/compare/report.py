@@ -86,7 +86,8 @@ def training_section(res: dict) -> str:
         md_table(["model", "epochs", "stopped by", "steps", "fit time", "peak memory", "tok/s (training log median)",
                   "tok/s bench pipeline", "tok/s bench bare loop"], rows), "",
         "Stopped by: early_stopping (validation BLEU stopped improving: converged by that criterion), or a limit "
-        "(max_epochs, max_time, max_steps). Fit time: wall-clock of fitting, validation included, summed over "
+        "(max_epochs, max_time, max_steps; the verdicts also count max_epochs as converged after at least "
+        "claims.converged_min_epochs epochs). Fit time: wall-clock of fitting, validation included, summed over "
         "resumes. Peak memory: CUDA peak allocated, or the training process's peak RSS on CPU (of its last start when resumed). The bench "
         "figures are on the real training batches at the training precision, one model at a time.", "",
         "### Wall-clock time to reach a validation BLEU", md_table(["level", *res["runs"]], trows)])
