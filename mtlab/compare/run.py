@@ -41,7 +41,7 @@ def attention_plots(cfg: DictConfig, outcomes: dict, out: Path) -> dict[str, str
 
 
 def run_status(cfg: DictConfig, task_overrides: list[str]) -> list[str]:
-    """``status=true``: where each run of the comparison stands, one line each; nothing is trained or written."""
+    """``status=true``: where each run of the comparison stands, one line each; nothing is trained."""
     plans = plan_runs(cfg, Path(cfg.output_dir).resolve(), forwarded_overrides(task_overrides))
     return [status_line(p) for p in plans]
 
