@@ -63,13 +63,18 @@ def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     return {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
 
 
+def check_weights(weights: str, key: str = "weights") -> None:
+    """A one-line error when ``weights`` (the config key ``key``) is not one of :data:`WEIGHTS`."""
+    if weights not in WEIGHTS:
+        raise CheckpointError(f"{key}={weights} is not one of {', '.join(WEIGHTS)}; use checkpoint (the weights a "
+                              "checkpoint serves) or raw (the trained weights beside a moving average)")
+
+
 def select_weights(ckpt: dict[str, Any], weights: str, source: str) -> dict[str, Any]:
     """``ckpt`` with the weights that ``weights`` names as its ``state_dict``: ``checkpoint`` (what it serves: the
     moving average when trained with callbacks ema, else the trained weights) or ``raw`` (the optimizer's own
     weights kept beside that average, e.g. to measure what the average adds on the same checkpoint)."""
-    if weights not in WEIGHTS:
-        raise CheckpointError(f"weights={weights} is not one of {', '.join(WEIGHTS)}; use checkpoint (the weights "
-                              "a checkpoint serves) or raw (the trained weights beside a moving average)")
+    check_weights(weights)
     if weights == "checkpoint":
         return ckpt
     if RAW_WEIGHTS not in ckpt:

@@ -22,7 +22,7 @@ from sacrebleu.metrics import CHRF
 from sacrebleu.significance import PairedTest
 
 from mt.align import align_texts, format_alignment
-from mt.checkpoint import WEIGHTS, load_checkpoint
+from mt.checkpoint import check_weights, load_checkpoint
 from mt.device import resolve_device
 from mt.errors import MTError, require_values
 from mt.metrics import Score, bleu_metric, corpus_score
@@ -103,9 +103,7 @@ def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compar
     device = resolve_device(str(cfg.device))
     key = "compare_weights" if compare else "weights"
     weights = str(cfg[key])
-    if weights not in WEIGHTS:
-        raise MTError(f"{key}={weights} is not one of {', '.join(WEIGHTS)}; use checkpoint (the weights a checkpoint "
-                      "serves) or raw (the trained weights beside a moving average)")
+    check_weights(weights, key)
     if not compare:
         if ckpt is None and model_dir is None and cfg.run is None:
             raise MTError("missing required value(s): ckpt; set ckpt=PATH (a .ckpt file or a training run folder), "
