@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from omegaconf import OmegaConf
 from mt.api import MTError, short_precision
 from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second, regime
 from mtlab.compare.runs import (
+    Parallel,
+    RunPlan,
+    execute,
     parallel_mode,
     plan_runs,
     progress_note,
@@ -96,9 +100,40 @@ def test_plan_runs_one_per_seed(tmp_path: Path) -> None:
     for p in plans:
         (p.run_dir).mkdir(parents=True, exist_ok=True)
         (p.run_dir / "results.json").write_text("{}")
-    assert run_groups(plan_runs(cfg, tmp_path, []), "all") == []  # all finished: nothing to start
-    with pytest.raises(MTError, match="parallel='some' is not a mode"):
-        parallel_mode("some")
+    assert [[p.name for p in g] for g in run_groups(plans, parallel_mode(2))] == [
+        ["transformer", "lstm.seed8", "transformer.seed8"]]  # one queue, seed by seed
+    assert parallel_mode(2) == Parallel("slots", 2) and parallel_mode(2).at_once(2, 6) == 2
+    assert parallel_mode(True).at_once(2, 6) == 2 and parallel_mode("all").at_once(2, 6) == 6
+    for p in plans:
+        (p.run_dir).mkdir(parents=True, exist_ok=True)
+        (p.run_dir / "results.json").write_text("{}")
+    assert run_groups(plan_runs(cfg, tmp_path, []), Parallel("all")) == []  # all finished: nothing to start
+    for bad in ("some", 0, -1):
+        with pytest.raises(MTError, match=f"parallel={bad!r} is not a mode"):
+            parallel_mode(bad)
+
+
+def test_slots_start_the_next_run_as_soon_as_one_ends(tmp_path: Path) -> None:
+    """parallel=2: run c starts when a ends, while b still trains; b finishes only once it sees c started (a
+    barrier per pair would keep c waiting for b, and b would give up)."""
+    def plan(name: str, code: str, seed: int) -> RunPlan:
+        run_dir = tmp_path / "runs" / name
+        done = f"open({str(run_dir / 'results.json')!r}, 'w').write('{{}}')"
+        return RunPlan(name, run_dir, "fresh", [sys.executable, "-c", f"import os, sys, time, pathlib\n{code}\n{done}"],
+                       seed)
+
+    started = tmp_path / "c-started"
+    wait_for_c = (f"t = time.time()\nwhile not os.path.exists({str(started)!r}):\n"
+                  "    time.sleep(0.05)\n    if time.time() - t > 60: sys.exit(3)")
+    plans = [plan("a", "pass", 1), plan("b", wait_for_c, 1), plan("c", f"pathlib.Path({str(started)!r}).touch()", 2)]
+    for p in plans:
+        p.run_dir.mkdir(parents=True)
+    execute(plans, parallel_mode(2), poll_s=0.05)
+    assert all((p.run_dir / "results.json").is_file() for p in plans)
+    assert "mtlab.compare: fresh run:" in plans[2].log_path.read_text()
+    failing = RunPlan("d", tmp_path / "runs" / "d", "fresh", [sys.executable, "-c", "raise SystemExit(2)"], 3)
+    with pytest.raises(MTError, match=r"training failed: d \(exit 2; see .*d\.log\)"):
+        execute([failing], parallel_mode(2), poll_s=0.05)
 
 
 def test_seed_means_and_per_seed_significance_decide_the_bleu_claim() -> None:

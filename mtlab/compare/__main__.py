@@ -2,6 +2,7 @@
 
 python -m mtlab.compare                                  # Multi30k en-de, models=[lstm,transformer], conf/compare.yaml
 python -m mtlab.compare parallel=true                    # a seed's runs at once, the cores shared out
+python -m mtlab.compare seeds=[1,2,3] parallel=2         # two runs at once, the next as soon as one ends
 python -m mtlab.compare ... status=true                  # where each run stands (same overrides); trains nothing
 python -m mtlab.compare data.src=de data.tgt=en          # data/paths/decode overrides go to every train.py run too
 python -m mtlab.compare models=[lstm_base,transformer_base] data=hf data.path=wmt14 data.config=de-en \

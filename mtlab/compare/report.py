@@ -24,7 +24,8 @@ def _f(x: float | None, digits: int = 2) -> str:
 def setup_section(res: dict) -> str:
     s, b, d = res["system"], res["budget"], res.get("data", {})
     gpu = s.get("cuda_device") or "none"
-    together = {"all": "every run at once", "seed": "a seed's models at once"}.get(b.get("parallel_mode", "seed"))
+    together = b.get("parallel_note") or {"all": "every run at once", "seed": "a seed's models at once"}.get(
+        b.get("parallel_mode", "seed"))  # results.json of earlier versions: no parallel_note
     mode = f"{together} (OMP_NUM_THREADS={b['omp_threads']} each)" if b["parallel"] else "one after the other"
     lines = [
         "## Setup",

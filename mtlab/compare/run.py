@@ -65,7 +65,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     significance = pairwise_significance(cfg, every_seed, out / "significance", peers)
     runs = {p: summarize_run(o, bench, levels, every_seed[p]) for p, o in outcomes.items()}
     first = next(iter(runs.values()))
-    n_together = {"off": 1, "seed": len(cfg.models), "all": len(plans)}[mode]  # runs at once (runs.run_groups)
+    n_together = mode.at_once(len(cfg.models), len(plans))  # runs at once (runs.execute)
     results = {
         "written": time.strftime("%Y-%m-%d %H:%M:%S"),
         "output_dir": str(out),
@@ -73,8 +73,9 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
         "system": system_info(resolve_device(str(cfg.device))),
         "bench_system": bench["system"],
         "data": bench.get("data", {}),
-        "budget": {**first["budget"], "parallel": mode != "off", "parallel_mode": mode,
-                   "omp_threads": run_env(mode != "off", n_together).get("OMP_NUM_THREADS", os.environ.get(
+        "budget": {**first["budget"], "parallel": mode.mode != "off", "parallel_mode": mode.mode,
+                   "parallel_note": mode.describe(),
+                   "omp_threads": run_env(mode.mode != "off", n_together).get("OMP_NUM_THREADS", os.environ.get(
                        "OMP_NUM_THREADS")), "train_overrides": [str(o) for o in cfg.train_overrides]},
         "runs": runs,
         "roles": roles(runs),

@@ -94,14 +94,35 @@ def plan_runs(cfg: DictConfig, output_dir: Path, forwarded: list[str]) -> list[R
 PARALLEL_MODES = ("off", "seed", "all")
 
 
-def parallel_mode(value: object) -> str:
+@dataclass(frozen=True)
+class Parallel:
+    """``compare.yaml``'s ``parallel``: how the unfinished runs share the machine."""
+
+    mode: str  # off | seed | all | slots
+    slots: int = 1  # mode slots: runs at once, the next starting as soon as one ends
+
+    def at_once(self, n_presets: int, n_runs: int) -> int:
+        """How many runs train at the same time (the cores are shared out among them)."""
+        return {"off": 1, "seed": n_presets, "all": n_runs}.get(self.mode, self.slots)
+
+    def describe(self) -> str:
+        return {"off": "one after the other", "seed": "a seed's models at once", "all": "every run at once"}.get(
+            self.mode, f"{self.slots} runs at once, the next starting as soon as one ends")
+
+
+def parallel_mode(value: object) -> Parallel:
     """``compare.yaml``'s ``parallel``: false -> off (one run at a time), true -> seed (a seed's presets at once),
-    all (every unfinished run at once: many cores, or one GPU that small models leave mostly idle)."""
-    mode = ("seed" if value else "off") if isinstance(value, bool) else str(value)
-    if mode not in PARALLEL_MODES:
-        raise MTError(f"parallel={value!r} is not a mode; use false (one run at a time), true (a seed's presets "
-                      "at once) or all (every run at once)")
-    return mode
+    all (every unfinished run at once: many cores, or one GPU that small models leave mostly idle), a number N ->
+    slots (N runs at once; when one ends the next starts, so no core waits for a seed's slower model)."""
+    if isinstance(value, bool):
+        return Parallel("seed" if value else "off")
+    if isinstance(value, int) and value >= 1:
+        return Parallel("slots", value)
+    if str(value) in PARALLEL_MODES:
+        return Parallel(str(value))
+    raise MTError(f"parallel={value!r} is not a mode; use false (one run at a time), true (a seed's presets "
+                  "at once), all (every run at once) or a number N >= 1 (N runs at once, the next starting when "
+                  "one ends)")
 
 
 def run_env(parallel: bool, n_runs: int) -> dict[str, str]:
@@ -112,51 +133,73 @@ def run_env(parallel: bool, n_runs: int) -> dict[str, str]:
     return env
 
 
-def run_groups(plans: list[RunPlan], mode: str) -> list[list[RunPlan]]:
+def run_groups(plans: list[RunPlan], par: Parallel) -> list[list[RunPlan]]:
     """The runs started together (:func:`parallel_mode`): one at a time, every preset of one seed at once (the
     presets of a seed share the machine over the same minutes, so a wall-clock budget treats them alike), or
-    every run at once."""
+    every run at once; in mode slots one queue, seed by seed, that :func:`execute` works through N at a time."""
     todo = [p for p in plans if p.status != "finished"]
-    if mode == "off":
+    if par.mode == "off":
         return [[p] for p in todo]
-    if mode == "all":
+    if par.mode == "all":
         return [todo] if todo else []
     seeds = dict.fromkeys(p.seed for p in plans)  # in the order of cfg.seeds
-    return [group for seed in seeds if (group := [p for p in todo if p.seed == seed])]
+    by_seed = [group for seed in seeds if (group := [p for p in todo if p.seed == seed])]
+    return [[p for group in by_seed for p in group]] if par.mode == "slots" and todo else by_seed
 
 
-def execute(plans: list[RunPlan], mode: str) -> None:
-    """Start the runs that are not finished (grouped by :func:`run_groups`) and wait; a failed run is an error."""
+@dataclass
+class _Started:
+    """A run that was started: its process, its open log file, and when it began."""
+
+    plan: RunPlan
+    proc: subprocess.Popen
+    logf: object
+    start: float
+
+
+def _start(p: RunPlan, env: dict[str, str], threads_note: str) -> _Started:
+    p.run_dir.parent.mkdir(parents=True, exist_ok=True)
+    logf = open(p.log_path, "a", encoding="utf-8")  # closed when the run ends
+    logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} mtlab.compare: {p.status} run: "
+               f"{' '.join(p.command)}\n")
+    logf.flush()
+    log.info("%s: %s run%s (log: %s)%s", p.name, p.status,
+             f" from {progress_note(p.run_dir)}" if p.status == "resume" else "", p.log_path, threads_note)
+    proc = subprocess.Popen(p.command, cwd=os.getcwd(), env=env, stdout=logf, stderr=subprocess.STDOUT)
+    return _Started(p, proc, logf, time.perf_counter())
+
+
+def execute(plans: list[RunPlan], par: Parallel, poll_s: float = 2.0) -> None:
+    """Start the runs that are not finished (grouped by :func:`run_groups`, at most ``slots`` of a group at once)
+    and wait; a failed run is an error once the others have ended."""
     for p in plans:
         if p.status == "finished":
             log.info("%s: finished earlier (%s), not retrained", p.name, p.run_dir / "results.json")
     failed = []
-    parallel = mode != "off"
-    for group in run_groups(plans, mode):
-        env = run_env(parallel, len(group))
-        procs = []
+    for group in run_groups(plans, par):
+        slots = par.slots if par.mode == "slots" else len(group)
+        together = min(slots, len(group))
+        env = run_env(par.mode != "off", slots)
+        note = f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if par.mode != "off" and together > 1 else ""
+        queue, running = list(group), []
         try:
-            for p in group:
-                p.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                logf = open(p.log_path, "a", encoding="utf-8")  # closed after the run
-                logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} mtlab.compare: {p.status} run: "
-                           f"{' '.join(p.command)}\n")
-                logf.flush()
-                log.info("%s: %s run%s (log: %s)%s", p.name, p.status,
-                         f" from {progress_note(p.run_dir)}" if p.status == "resume" else "", p.log_path,
-                         f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if parallel and len(group) > 1 else "")
-                procs.append((p, subprocess.Popen(p.command, cwd=os.getcwd(), env=env, stdout=logf,
-                                                  stderr=subprocess.STDOUT), logf, time.perf_counter()))
-            for p, proc, logf, start in procs:
-                rc = proc.wait()
-                logf.close()
-                log.info("%s: exit %d after %.0f s", p.name, rc, time.perf_counter() - start)
-                if rc != 0 or not (p.run_dir / "results.json").is_file():
-                    failed.append(f"{p.name} (exit {rc}; see {p.log_path})")
+            while queue or running:
+                while queue and len(running) < slots:
+                    running.append(_start(queue.pop(0), env, note))
+                ended = [r for r in running if r.proc.poll() is not None]
+                if not ended:
+                    time.sleep(poll_s)
+                for r in ended:
+                    running.remove(r)
+                    r.logf.close()
+                    rc = r.proc.returncode
+                    log.info("%s: exit %d after %.0f s", r.plan.name, rc, time.perf_counter() - r.start)
+                    if rc != 0 or not (r.plan.run_dir / "results.json").is_file():
+                        failed.append(f"{r.plan.name} (exit {rc}; see {r.plan.log_path})")
         except BaseException:
-            for _, proc, _, _ in procs:  # our own children only
-                if proc.poll() is None:
-                    proc.terminate()
+            for r in running:  # our own children only
+                if r.proc.poll() is None:
+                    r.proc.terminate()
             raise
     if failed:
         raise MTError(f"training failed: {', '.join(failed)}; fix and re-run: finished runs are kept, "
