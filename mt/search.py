@@ -100,24 +100,34 @@ def max_lengths(src_lengths: Tensor, cfg: SearchConfig, model_limit: int | None 
     return max_len if model_limit is None else max_len.clamp(max=model_limit - 1)
 
 
-def _next_log_probs(model: Seq2Seq, tokens: Tensor, state: DecoderState, step: int, max_len: Tensor,
-                    cfg: SearchConfig) -> tuple[Tensor, DecoderState]:
-    """One decoder step -> masked log-probs (N, V) float32 and the new state.
-
-    tokens (N,) last emitted ids; max_len (N,) per row; step = number of tokens emitted so far.
-    """
-    logits, state = model.step(tokens, state)  # (N, V)
+def masked_log_probs(model: Seq2Seq, logits: Tensor, step: int, max_len: Tensor, cfg: SearchConfig,
+                     no_eos: Tensor | None = None) -> Tensor:
+    """logits (N, V) -> log-probs (N, V) float32 that search may extend with: never PAD or BOS, no EOS before
+    ``cfg.min_len`` tokens or in the rows of ``no_eos`` (N,) (e.g. a simultaneous policy's rows that have not
+    read the whole source), only EOS in rows at their ``max_len`` (N,); step = number of tokens emitted so far."""
     lprobs = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
     lprobs[:, model.pad_id] = -torch.inf
     lprobs[:, model.bos_id] = -torch.inf
     if step < cfg.min_len:
         lprobs[:, model.eos_id] = -torch.inf
     at_max = step >= max_len  # (N,) rows that must end now
+    if no_eos is not None:
+        lprobs[no_eos & ~at_max, model.eos_id] = -torch.inf
     if bool(at_max.any()):
         eos = lprobs[:, model.eos_id].clone()  # (N,)
         lprobs[at_max] = -torch.inf
         lprobs[:, model.eos_id] = eos
-    return lprobs, state
+    return lprobs
+
+
+def _next_log_probs(model: Seq2Seq, tokens: Tensor, state: DecoderState, step: int, max_len: Tensor,
+                    cfg: SearchConfig) -> tuple[Tensor, DecoderState]:
+    """One decoder step -> masked log-probs (N, V) float32 (:func:`masked_log_probs`) and the new state.
+
+    tokens (N,) last emitted ids; max_len (N,) per row; step = number of tokens emitted so far.
+    """
+    logits, state = model.step(tokens, state)  # (N, V)
+    return masked_log_probs(model, logits, step, max_len, cfg), state
 
 
 @torch.inference_mode()

@@ -17,9 +17,8 @@ import torch
 from torch import Tensor
 
 from mt.models.base import DecoderState, EncoderOut, Seq2Seq
-from mt.search import SearchConfig, max_lengths
+from mt.search import SearchConfig, masked_log_probs, max_lengths
 from mt.simul.policy import check_k
-from mt.simul.search import masked_log_probs
 from mt.tokenizer import Tokenizer
 
 
@@ -101,7 +100,7 @@ class WaitKAgent:
         else:  # the limit depends on the source length, unknown until it ends: none meanwhile
             max_len = torch.tensor([step + 1])  # (step >= max_len is what forces EOS)
         unfinished = torch.tensor([not self.ended], device=self.device)
-        lprobs = masked_log_probs(self.model, logits, step, max_len.to(self.device), unfinished, self.cfg)
+        lprobs = masked_log_probs(self.model, logits, step, max_len.to(self.device), self.cfg, unfinished)
         token = int(lprobs.argmax(-1))
         if token == self.model.eos_id:
             self.done = True

@@ -23,7 +23,15 @@ import torch
 from torch import Tensor
 
 from mt.models.base import Seq2Seq
-from mt.search import SearchConfig, best_unfinished, length_penalty, max_lengths, still_active, top_candidates
+from mt.search import (
+    SearchConfig,
+    best_unfinished,
+    length_penalty,
+    masked_log_probs,
+    max_lengths,
+    still_active,
+    top_candidates,
+)
 from mt.simul.policy import check_k
 from mt.simul.steppers import Stepper, make_stepper
 
@@ -37,23 +45,6 @@ class SimulHypothesis:
     score: float  # length-normalised (GNMT), used for ranking
     log_prob: float  # sum of token log-probabilities, EOS included
     src_len: int  # real source tokens |x| (EOS not counted)
-
-
-def masked_log_probs(model: Seq2Seq, logits: Tensor, step: int, max_len: Tensor, unfinished: Tensor,
-               cfg: SearchConfig) -> Tensor:
-    """logits (N, V) -> masked log-probs (N, V) float32; max_len, unfinished (N,) per row."""
-    lprobs = torch.log_softmax(logits.float(), dim=-1)  # (N, V)
-    lprobs[:, model.pad_id] = -torch.inf
-    lprobs[:, model.bos_id] = -torch.inf
-    if step < cfg.min_len:
-        lprobs[:, model.eos_id] = -torch.inf
-    at_max = step >= max_len  # (N,) rows that must end now
-    lprobs[unfinished & ~at_max, model.eos_id] = -torch.inf
-    if bool(at_max.any()):
-        eos = lprobs[:, model.eos_id].clone()  # (N,)
-        lprobs[at_max] = -torch.inf
-        lprobs[:, model.eos_id] = eos
-    return lprobs
 
 
 def _read(step: int, k: int, n_real: Tensor) -> Tensor:
@@ -77,7 +68,8 @@ def simul_greedy(model: Seq2Seq, src: Tensor, src_lengths: Tensor, k: int, cfg: 
     results: list[SimulHypothesis | None] = [None] * batch
     for step in range(int(max_len.max()) + 1):
         read = _read(step, k, n_real[alive])  # (N,)
-        lprobs = masked_log_probs(model, stepper.logits(prefix, step), step, max_len[alive], read < n_real[alive], cfg)
+        lprobs = masked_log_probs(model, stepper.logits(prefix, step), step, max_len[alive], cfg,
+                                  read < n_real[alive])  # (N, V): no EOS before the whole source is read
         best_lp, tokens = lprobs.max(dim=-1)  # (N,), (N,)
         log_prob = log_prob + best_lp
         prefix = torch.cat([prefix, tokens[:, None]], dim=1)  # (N, 2 + t)
@@ -121,7 +113,7 @@ def simul_beam(model: Seq2Seq, src: Tensor, src_lengths: Tensor, k: int, cfg: Se
         read = _read(step, k, n_real[alive])  # (N,)
         unfinished = read < n_real[alive]  # (N,)
         lprobs = masked_log_probs(model, stepper.logits(prefix, step), step, max_len[alive].repeat_interleave(beam),
-                            unfinished.repeat_interleave(beam), cfg)  # (N * K, V)
+                                  cfg, unfinished.repeat_interleave(beam))  # (N * K, V)
         top_scores, top_beam, top_tok, is_eos = top_candidates(scores, lprobs, beam, model.eos_id)  # (N, 2K) each
 
         penalty = length_penalty(step + 1, cfg.len_penalty)
