@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -338,3 +341,22 @@ def test_a_peer_s_translations_must_be_one_per_test_sentence(tmp_path: Path) -> 
     with pytest.raises(MTError, match=r"^peers.joeynmt: \S+test_2016_flickr.test has 2 lines but test_2016_flickr "
                                       r"has 3 sentences"):
         peer_hypotheses(peers, "test_2016_flickr", 3)
+
+
+def test_sigterm_stops_the_runs_it_started(tmp_path: Path) -> None:
+    """`kill` (or a job scheduler's SIGTERM) of mtlab.compare stops its training runs too: left alive, a run would
+    go on training beside the one a re-run resumes, both writing the same checkpoints."""
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(600)"
+    script = (f"import sys\nfrom pathlib import Path\nfrom mtlab.compare.runs import RunPlan, execute, parallel_mode\n"
+              f"plan = RunPlan('a', Path({str(tmp_path / 'runs' / 'a')!r}), 'fresh', [sys.executable, '-c', {child!r}], 1)\n"
+              f"execute([plan], parallel_mode(2), poll_s=0.05)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[1])
+    deadline = time.time() + 60
+    while not (pid_file.is_file() and pid_file.read_text()) and time.time() < deadline and parent.poll() is None:
+        time.sleep(0.05)
+    pid = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=90) == 128 + signal.SIGTERM
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the run was stopped (and reaped), not left training

@@ -12,9 +12,13 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -183,27 +187,63 @@ def execute(plans: list[RunPlan], par: Parallel, poll_s: float = 2.0) -> None:
         note = f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if par.mode != "off" and together > 1 else ""
         queue, running = list(group), []
         try:
-            while queue or running:
-                while queue and len(running) < slots:
-                    running.append(_start(queue.pop(0), env, note))
-                ended = [r for r in running if r.proc.poll() is not None]
-                if not ended:
-                    time.sleep(poll_s)
-                for r in ended:
-                    running.remove(r)
-                    r.logf.close()
-                    rc = r.proc.returncode
-                    log.info("%s: exit %d after %.0f s", r.plan.name, rc, time.perf_counter() - r.start)
-                    if rc != 0 or not (r.plan.run_dir / "results.json").is_file():
-                        failed.append(f"{r.plan.name} (exit {rc}; see {r.plan.log_path})")
+            with _sigterm_raises():
+                _work_through(queue, running, slots, env, note, failed, poll_s)
         except BaseException:
-            for r in running:  # our own children only
-                if r.proc.poll() is None:
-                    r.proc.terminate()
+            _stop(running)
             raise
     if failed:
         raise MTError(f"training failed: {', '.join(failed)}; fix and re-run: finished runs are kept, "
                       "interrupted ones resume from last.ckpt")
+
+
+def _work_through(queue: list[RunPlan], running: list[_Started], slots: int, env: dict[str, str], note: str,
+                  failed: list[str], poll_s: float) -> None:
+    """Start queued runs while fewer than ``slots`` train, and reap each as it ends (failures into ``failed``)."""
+    while queue or running:
+        while queue and len(running) < slots:
+            running.append(_start(queue.pop(0), env, note))
+        ended = [r for r in running if r.proc.poll() is not None]
+        if not ended:
+            time.sleep(poll_s)
+        for r in ended:
+            running.remove(r)
+            r.logf.close()
+            rc = r.proc.returncode
+            log.info("%s: exit %d after %.0f s", r.plan.name, rc, time.perf_counter() - r.start)
+            if rc != 0 or not (r.plan.run_dir / "results.json").is_file():
+                failed.append(f"{r.plan.name} (exit {rc}; see {r.plan.log_path})")
+
+def _stop(running: list[_Started], grace_s: float = 60.0) -> None:
+    """Terminate our own runs still training and wait for them (a resumed run must not meet its old self)."""
+    for r in running:
+        if r.proc.poll() is None:
+            r.proc.terminate()
+    for r in running:
+        try:
+            r.proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            r.proc.kill()
+            r.proc.wait()
+        r.logf.close()
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM (``kill``, a job scheduler) ends this process as Ctrl-C does, so :func:`execute` stops the runs it
+    started instead of leaving them training unattended; the handler before is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
