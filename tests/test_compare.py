@@ -106,6 +106,7 @@ def test_plan_runs_one_per_seed(tmp_path: Path) -> None:
     assert [[p.name for p in g] for g in run_groups(plans, parallel_mode(2))] == [
         ["transformer", "lstm.seed8", "transformer.seed8"]]  # one queue, seed by seed
     assert parallel_mode(2) == Parallel("slots", 2) and parallel_mode(2).at_once(2, 6) == 2
+    assert parallel_mode(1) == parallel_mode(False) == Parallel("off")
     assert parallel_mode(True).at_once(2, 6) == 2 and parallel_mode("all").at_once(2, 6) == 6
     for p in plans:
         (p.run_dir).mkdir(parents=True, exist_ok=True)

@@ -121,7 +121,7 @@ def parallel_mode(value: object) -> Parallel:
     if isinstance(value, bool):
         return Parallel("seed" if value else "off")
     if isinstance(value, int) and value >= 1:
-        return Parallel("slots", value)
+        return Parallel("slots", value) if value > 1 else Parallel("off")
     if str(value) in PARALLEL_MODES:
         return Parallel(str(value))
     raise MTError(f"parallel={value!r} is not a mode; use false (one run at a time), true (a seed's presets "
