@@ -73,9 +73,9 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
         "system": system_info(resolve_device(str(cfg.device))),
         "bench_system": bench["system"],
         "data": bench.get("data", {}),
-        "budget": {**first["budget"], "parallel": mode.mode != "off", "parallel_mode": mode.mode,
+        "budget": {**first["budget"], "parallel": mode.shared, "parallel_mode": mode.mode,
                    "parallel_note": mode.describe(),
-                   "omp_threads": run_env(mode.mode != "off", n_together).get("OMP_NUM_THREADS", os.environ.get(
+                   "omp_threads": run_env(mode.shared, n_together).get("OMP_NUM_THREADS", os.environ.get(
                        "OMP_NUM_THREADS")), "train_overrides": [str(o) for o in cfg.train_overrides]},
         "runs": runs,
         "roles": roles(runs),

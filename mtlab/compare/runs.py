@@ -105,6 +105,11 @@ class Parallel:
     mode: str  # off | seed | all | slots
     slots: int = 1  # mode slots: runs at once, the next starting as soon as one ends
 
+    @property
+    def shared(self) -> bool:
+        """Whether runs train at the same time (and share the cores out)."""
+        return self.mode != "off"
+
     def at_once(self, n_presets: int, n_runs: int) -> int:
         """How many runs train at the same time (the cores are shared out among them)."""
         return {"off": 1, "seed": n_presets, "all": n_runs}.get(self.mode, self.slots)
@@ -183,8 +188,8 @@ def execute(plans: list[RunPlan], par: Parallel, poll_s: float = 2.0) -> None:
     for group in run_groups(plans, par):
         slots = par.slots if par.mode == "slots" else len(group)
         together = min(slots, len(group))
-        env = run_env(par.mode != "off", slots)
-        note = f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if par.mode != "off" and together > 1 else ""
+        env = run_env(par.shared, slots)
+        note = f", OMP_NUM_THREADS={env['OMP_NUM_THREADS']}" if par.shared and together > 1 else ""
         queue, running = list(group), []
         try:
             with _sigterm_raises():
