@@ -17,8 +17,9 @@ import json
 import time
 
 import torch
+from probe_common import first_batches, train_step
 
-from mt.api import TranslationDataModule, autocast_for, batch_loss, compose
+from mt.api import compose
 from mt.pipeline import build_module
 from mt.runtime import apply
 
@@ -44,14 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = compose("train", ["experiment=multi30k_transformer"])
     apply(cfg.runtime)
-    dm = TranslationDataModule(cfg.data, cfg.paths, seed=int(cfg.seed))
-    dm.prepare_data()
-    dm.setup()
-    batches = []
-    for batch in dm.train_dataloader():
-        batches.append(batch)
-        if len(batches) == args.batches:
-            break
+    dm, batches = first_batches(cfg, args.batches)
     ckpt = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     raw = ckpt.get("current_model_state", ckpt["state_dict"])
     opt_state = ckpt["optimizer_states"][0]
@@ -75,16 +69,7 @@ def main() -> None:
         model, optimizer, schedule = runs[name]
         tokens, start = 0, time.perf_counter()
         for i in range(n):
-            batch = batches[i % len(batches)]
-            with autocast_for(torch.device("cpu"), "bf16-mixed"):
-                loss_sum, _ = batch_loss(model, batch, float(cfg.train.label_smoothing), cfg.train.loss_chunk)
-                loss = loss_sum / batch.n_tgt_tokens
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.trainer.gradient_clip_val))
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            tokens += batch.n_tgt_tokens
+            tokens += train_step(model, optimizer, schedule, batches[i % len(batches)], cfg)
         return tokens / (time.perf_counter() - start)
 
     for name in runs:  # warm-up: oneDNN primitives for every batch shape, both models

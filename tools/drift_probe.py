@@ -17,8 +17,9 @@ import resource
 import time
 
 import torch
+from probe_common import first_batches, train_step
 
-from mt.api import TranslationDataModule, autocast_for, batch_loss, compose
+from mt.api import compose
 from mt.pipeline import build_module
 from mt.runtime import apply
 
@@ -46,14 +47,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = compose("train", ["experiment=multi30k_transformer", f"runtime.tune_malloc={not args.no_tune_malloc}"])
     apply(cfg.runtime)
-    dm = TranslationDataModule(cfg.data, cfg.paths, seed=int(cfg.seed))
-    dm.prepare_data()
-    dm.setup()
-    batches = []
-    for batch in dm.train_dataloader():
-        batches.append(batch)
-        if len(batches) == 240:
-            break
+    dm, batches = first_batches(cfg, 240)
     torch.manual_seed(int(cfg.seed))
     module = build_module(cfg, dm.tokenizer.vocab_size)
     model = module.model.train()
@@ -64,16 +58,7 @@ def main() -> None:
     start = mark = time.perf_counter()
     tokens = steps = 0
     while time.perf_counter() - start < args.minutes * 60:
-        batch = batches[steps % len(batches)]
-        with autocast_for(torch.device("cpu"), "bf16-mixed"):
-            loss_sum, _ = batch_loss(model, batch, float(cfg.train.label_smoothing), cfg.train.loss_chunk)
-            loss = loss_sum / batch.n_tgt_tokens
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.trainer.gradient_clip_val))
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        tokens += batch.n_tgt_tokens
+        tokens += train_step(model, optimizer, schedule, batches[steps % len(batches)], cfg)
         steps += 1
         if (now := time.perf_counter()) - mark >= 60:
             row = {"minute": round((now - start) / 60, 1), "steps": steps, "tok_s": round(tokens / (now - mark)),
