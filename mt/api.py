@@ -5,7 +5,7 @@ only this module (a test checks it).
 """
 
 from mt.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Batch
-from mt.checkpoint import CheckpointError, load_checkpoint
+from mt.checkpoint import CheckpointError, checkpoint_step, load_checkpoint
 from mt.config import CONF_DIR, compose
 from mt.data import TranslationDataModule
 from mt.device import LIGHTNING, autocast_for, has_bf16_units, resolve_device, short_precision
@@ -39,7 +39,7 @@ __all__ = [
     "EvalReferences", "ExportError", "LIGHTNING", "MTError", "ModelTraits", "PAD_ID", "PairedSignificance",
     "Score", "ScoredTranslation", "SearchConfig", "Seq2Seq", "SimulResult", "Tokenizer", "TrainResult",
     "TranslationDataModule", "TranslationModule", "Translator", "UNK_ID", "atomic_write_text", "attention_heatmap", "autocast_for",
-    "batch_loss", "build_model", "build_module", "compose", "corpus_latency", "corpus_score", "csv_versions",
+    "batch_loss", "build_model", "build_module", "checkpoint_step", "compose", "corpus_latency", "corpus_score", "csv_versions",
     "decode_batch", "export_model", "has_bf16_units", "label_smoothed_nll", "load_checkpoint", "metric_rows",
     "model_from_checkpoint", "one_line_errors", "output_loss", "paired_significance", "projected_label_smoothed_nll",
     "read_lines", "reorder_state", "resolve_checkpoint",

@@ -58,6 +58,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a checkpoint was saved at, read without loading its tensors (memory-mapped)."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return int(ckpt["global_step"])
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, KeyError, TypeError,
+            ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is unreadable ({type(e).__name__}); "
+                              "delete it to start that run afresh, or restore a copy") from None
+
+
 def model_state(ckpt: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The Seq2Seq's own state dict from a LightningModule checkpoint."""
     return {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}

@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from mt.api import MTError, short_precision
@@ -67,16 +68,19 @@ def test_status_says_where_each_run_stands(tmp_path: Path) -> None:
     (runs / "lstm" / "results.json").write_text(json.dumps(
         {"stopped_by": "early_stopping", "epochs": 31, "test": {"test_2016_flickr": {"bleu": 37.126}}}))
     (runs / "transformer" / "checkpoints").mkdir(parents=True)
-    (runs / "transformer" / "checkpoints" / "last.ckpt").write_bytes(b"")
+    torch.save({"global_step": 800, "epoch": 3, "state_dict": {"w": torch.zeros(2)}},
+               runs / "transformer" / "checkpoints" / "last.ckpt")  # saved mid-epoch, after the last validation
     (runs / "transformer" / "csv" / "version_0").mkdir(parents=True)
     (runs / "transformer" / "csv" / "version_0" / "metrics.csv").write_text(
         "epoch,step,val/bleu\n0,243,9.4\n1,487,19.64\n2,731,19.5\n")
     assert [status_line(p) for p in plan_runs(cfg, tmp_path, [])] == [
         "lstm: finished, stopped by early_stopping after 31 epochs; test BLEU test_2016_flickr 37.13",
         "lstm.seed2: not started",
-        "transformer: unfinished, at step 731 (3 validations; best val BLEU 19.64 at step 487, 1 validations ago); "
-        "a re-run resumes from its last.ckpt",
+        "transformer: unfinished (last.ckpt at step 800; 3 validations, the last at step 731, best val BLEU 19.64 at "
+        "step 487 (1 validation ago)); a re-run resumes from its last.ckpt",
         "transformer.seed2: not started"]
+    (runs / "transformer" / "checkpoints" / "last.ckpt").write_bytes(b"cut short")
+    assert "last.ckpt is unreadable" in status_line(plan_runs(cfg, tmp_path, [])[2])
 
 
 def test_plan_runs_one_per_seed(tmp_path: Path) -> None:
@@ -193,8 +197,9 @@ def test_csv_logs_of_every_restart_are_read_in_order(tmp_path: Path) -> None:
     assert tok_s == [100.0, 300.0]
     assert time_to_bleu(val, [5, 10, 20]) == {"5": 60.0, "10": 130.0, "20": None}
     assert short_precision("bf16-mixed") == "bf16" and short_precision(32) == "32"
-    assert progress_note(tmp_path) == "step 20 (2 validations; best val BLEU 12.50 at step 20, 0 validations ago)"
-    assert progress_note(tmp_path / "none") == "before its first validation"
+    assert progress_note(tmp_path) == ("no last.ckpt; 2 validations, the last at step 20, best val BLEU 12.50 at step 20 "
+                                       "(0 validations ago)")
+    assert progress_note(tmp_path / "none") == "no last.ckpt, before its first validation"
 
 
 def test_verdicts_follow_the_numbers() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mt.api import MTError, metric_rows
+from mt.api import MTError, checkpoint_step, metric_rows
 
 log = logging.getLogger(__name__)
 
@@ -172,8 +172,8 @@ def _start(p: RunPlan, env: dict[str, str], threads_note: str) -> _Started:
     logf.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} mtlab.compare: {p.status} run: "
                f"{' '.join(p.command)}\n")
     logf.flush()
-    log.info("%s: %s run%s (log: %s)%s", p.name, p.status,
-             f" from {progress_note(p.run_dir)}" if p.status == "resume" else "", p.log_path, threads_note)
+    log.info("%s: %s run%s; log: %s%s", p.name, p.status,
+             f" ({progress_note(p.run_dir)})" if p.status == "resume" else "", p.log_path, threads_note)
     proc = subprocess.Popen(p.command, cwd=os.getcwd(), env=env, stdout=logf, stderr=subprocess.STDOUT)
     return _Started(p, proc, logf, time.perf_counter())
 
@@ -315,13 +315,21 @@ def read_csv_logs(run_dir: Path) -> tuple[list[dict], list[float]]:
 
 
 def progress_note(run_dir: Path) -> str:
-    """Where an unfinished run stands, from its CSV logs: its validations so far, the best and how long ago."""
+    """Where an unfinished run stands: the step of its last.ckpt (where a re-run resumes, mid-epoch with periodic
+    checkpoints), and from its CSV logs its validations so far, the best and how long ago."""
     val, _ = read_csv_logs(run_dir)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        saved = f"last.ckpt at step {checkpoint_step(last)}" if last.is_file() else "no last.ckpt"
+    except MTError as e:
+        saved = str(e)
     if not val:
-        return "before its first validation"
+        return f"{saved}, before its first validation"
     best = max(range(len(val)), key=lambda i: val[i]["bleu"])
-    return (f"step {val[-1]['step']} ({len(val)} validations; best val BLEU {val[best]['bleu']:.2f} at step "
-            f"{val[best]['step']}, {len(val) - 1 - best} validations ago)")
+    ago = len(val) - 1 - best
+    return (f"{saved}; {len(val)} validation{'s' if len(val) != 1 else ''}, the last at step {val[-1]['step']}, "
+            f"best val BLEU {val[best]['bleu']:.2f} at step {val[best]['step']} "
+            f"({ago} validation{'s' if ago != 1 else ''} ago)")
 
 
 def status_line(plan: RunPlan) -> str:
@@ -330,7 +338,7 @@ def status_line(plan: RunPlan) -> str:
     if plan.status == "fresh":
         return f"{plan.name}: not started"
     if plan.status == "resume":
-        return f"{plan.name}: unfinished, at {progress_note(plan.run_dir)}; a re-run resumes from its last.ckpt"
+        return f"{plan.name}: unfinished ({progress_note(plan.run_dir)}); a re-run resumes from its last.ckpt"
     results = json.loads((plan.run_dir / "results.json").read_text())
     test = ", ".join(f"{name} {v['bleu']:.2f}" for name, v in (results.get("test") or {}).items())
     return (f"{plan.name}: finished, stopped by {results.get('stopped_by', 'n/a')} after {results.get('epochs')} "
