@@ -22,6 +22,7 @@ from mt.checkpoint import (
     model_state,
     select_weights,
 )
+from mt.config import CONF_DIR
 from mt.device import autocast_for, resolve_device
 from mt.errors import MTError
 from mt.models import build_model, foreign_targets
@@ -41,6 +42,20 @@ class ScoredTranslation:
     score: float  # what the search ranked by: log_prob / ((5 + n) / 6) ** len_penalty (n tokens incl. EOS);
     # engine=ctranslate2: CTranslate2's score, log_prob / n ** len_penalty
     log_prob: float  # sum of the token log-probabilities, EOS included (NaN with engine=ctranslate2)
+
+
+def decode_settings(stored: DictConfig | dict, overrides: DictConfig | dict | None = None) -> dict:
+    """The decode settings a translator uses: ``conf/decode/default.yaml``, then the model's stored settings (what
+    it was trained or exported with), then ``overrides`` (e.g. ``{"beam_size": 1}``); an unknown key in
+    ``overrides`` is a one-line error."""
+    defaults = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "decode" / "default.yaml"))
+    overrides = OmegaConf.to_container(overrides) if isinstance(overrides, DictConfig) else dict(overrides or {})
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise MTError(f"decode setting {', '.join(map(repr, unknown))} is unknown; the settings are "
+                      f"{', '.join(defaults)} (conf/decode/default.yaml)")
+    stored = OmegaConf.to_container(stored) if isinstance(stored, DictConfig) else dict(stored)
+    return {**defaults, **stored, **overrides}
 
 
 def search_config(decode_cfg: DictConfig | dict) -> SearchConfig:
@@ -203,20 +218,20 @@ class Translator(TranslatorBase):
                         device: str = "auto", precision: str = "32", cache_dir: str | Path | None = None
                         ) -> Translator:
         """Load model and tokenizer from a checkpoint file or a training run folder (its best checkpoint, else
-        ``last.ckpt``); ``decode_cfg`` defaults to the one it was trained with."""
+        ``last.ckpt``); ``decode_cfg`` overrides some or all of the decode settings it was trained with
+        (:func:`decode_settings`), e.g. ``{"beam_size": 1}``."""
         ckpt_path = resolve_checkpoint(str(path))
         ckpt = load_checkpoint(ckpt_path)
         model, tokenizer = model_from_checkpoint(ckpt, str(ckpt_path), cache_dir)
-        if decode_cfg is None:
-            decode_cfg = ckpt["hyper_parameters"]["decode"]
-        return cls(model, tokenizer, decode_cfg, resolve_device(device), precision)
+        decode = decode_settings(ckpt["hyper_parameters"]["decode"], decode_cfg)
+        return cls(model, tokenizer, decode, resolve_device(device), precision)
 
     @staticmethod
     def from_pretrained(path: str | Path, decode_cfg: DictConfig | dict | None = None, engine: str = "auto",
                         device: str = "auto", precision: str = "32", threads: int = 0) -> TranslatorBase:
         """Load a folder written by ``python -m mt.export`` (never unpickles): ``format=hf`` runs on this
         project's engine, ``format=ctranslate2`` on CTranslate2 (``engine`` auto picks by the folder's format).
-        ``decode_cfg`` defaults to the decode settings stored at export; ``threads`` (CTranslate2 only, 0 =
+        ``decode_cfg`` overrides some or all of the decode settings stored at export; ``threads`` (CTranslate2 only, 0 =
         its default)."""
         from mt.export.load import load_exported
 

@@ -183,6 +183,15 @@ def test_empty_input_gives_empty_output(run, tmp_path):
     assert r.stdout == b"" and "nothing to score" in r.stderr.decode()
 
 
+def test_decode_settings_override_some_of_the_stored_ones_and_unknown_ones_fail(run):
+    stored = Translator.from_checkpoint(run["ckpt"], device="cpu")
+    greedy = Translator.from_checkpoint(run["ckpt"], {"beam_size": 1}, device="cpu")
+    assert greedy.search_cfg.beam_size == 1 and stored.search_cfg.beam_size != 1
+    assert greedy.search_cfg.len_penalty == stored.search_cfg.len_penalty  # the rest as trained
+    with pytest.raises(MTError, match=r"decode setting 'beam' is unknown; the settings are beam_size, "):
+        Translator.from_checkpoint(run["ckpt"], {"beam": 1}, device="cpu")
+
+
 def test_very_long_sentence_is_truncated_with_a_warning(run, caplog):
     long = "A dog runs in the park. " * 4200  # 100,800 characters
     tr = Translator.from_checkpoint(run["ckpt"], device="cpu")

@@ -26,7 +26,7 @@ from mt.export import ExportError
 from mt.export.source import token_pieces
 from mt.search import Hypothesis, SearchConfig, max_lengths
 from mt.tokenizer import Tokenizer
-from mt.translate import TranslatorBase
+from mt.translate import TranslatorBase, decode_settings
 
 
 def import_ctranslate2() -> Any:
@@ -61,7 +61,7 @@ class CT2Translator(TranslatorBase):
         from mt.export.hf import read_config, read_tokenizer
 
         config = read_config(folder / CT2_METADATA_FILE)
-        return cls(folder, read_tokenizer(folder, config), config, decode_cfg or config["decode"], device, threads)
+        return cls(folder, read_tokenizer(folder, config), config, decode_settings(config["decode"], decode_cfg), device, threads)
 
     def hypotheses(self, batch: Batch, cfg: SearchConfig) -> list[list[Hypothesis]]:
         lengths = batch.src_lengths.tolist()

@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig
 
 from mt.export import ExportError
-from mt.translate import Translator, TranslatorBase
+from mt.translate import Translator, TranslatorBase, decode_settings
 
 ENGINES = ("auto", "torch", "ctranslate2")
 ENGINE_OF = {"hf": "torch", "ctranslate2": "ctranslate2"}  # export format -> the engine that runs it
@@ -57,7 +57,8 @@ def load_exported(path: str | Path, decode_cfg: DictConfig | dict | None, engine
         from mt.export.hf import read_hf
 
         model, tokenizer, config = read_hf(folder)
-        translator: TranslatorBase = Translator(model, tokenizer, decode_cfg or config["decode"], device, precision)
+        translator: TranslatorBase = Translator(model, tokenizer, decode_settings(config["decode"], decode_cfg), device,
+                                                 precision)
         return Exported(translator, config, fmt)
     from mt.export.ct2_engine import CT2Translator
 
