@@ -14,7 +14,8 @@ Conventions (shared by greedy and beam search):
   ranked within the first ``beam`` are finished, and the best ``beam`` non-EOS candidates stay alive, so
   finishing hypotheses never starve the beam. A sentence is done when ``beam`` hypotheses have finished or
   it reaches its ``max_len``; done sentences leave the batch (their state rows are dropped), and the loop
-  stops when every sentence is done.
+  stops when every sentence is done. While no sentence leaves, the state entries the model names in
+  ``source_state_keys`` (cross-attention memory, the same in every hypothesis of a sentence) are not copied.
 * Every sentence's rows are computed independently of the others, so the result does not depend on the
   batch composition or padding (up to floating-point noise).
 
@@ -168,6 +169,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchCon
     batch, beam, device = src.size(0), cfg.beam_size, src.device
     state = model.init_state(model.encode(src, src_lengths))
     state = reorder_state(state, torch.arange(batch, device=device).repeat_interleave(beam))  # rows (B * K)
+    source_keys = model.source_state_keys(state)  # not copied while every sentence stays in the batch
     max_len = max_lengths(src_lengths, cfg, model.max_target_len).to(device)  # (B,)
     alive = torch.arange(batch, device=device)  # (N,) sentence of each active beam group
     tokens = torch.full((batch * beam,), model.bos_id, dtype=torch.long, device=device)  # (N * K,)
@@ -198,7 +200,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchCon
         tokens = tokens.view(n, beam)[active].view(-1)  # (N' * K,)
         scores, alive = scores[active], alive[active]  # (N', K), (N',)
         seqs = torch.cat([seqs[rows], tokens[:, None]], dim=1)  # (N' * K, t + 1)
-        state = reorder_state(state, rows)
+        state = reorder_state(state, rows, keep=source_keys if n == alive.numel() else ())
     return [sorted(hyps, key=lambda h: -h.score)[: cfg.n_best] for hyps in finished]
 
 

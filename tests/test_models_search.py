@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from mt.models import reorder_state
 from mt.search import SearchConfig, search
-from tests.model_cases import make_src, tiny_model
+from tests.model_cases import VARIANTS as ALL_VARIANTS
+from tests.model_cases import VOCAB, init_state, make_src, tiny_model
 
 VARIANTS = ["linear_transformer", "linear_transformer_linear_cross", "hybrid"]
 
@@ -29,3 +31,29 @@ def test_translations_do_not_depend_on_batch_composition(variant: str, beam: int
         alone = search(model, src[i:i + 1, :n], src_lengths[i:i + 1], cfg)[0]
         assert [h.tokens for h in alone] == [h.tokens for h in together[i]]
         assert [h.score for h in alone] == pytest.approx([h.score for h in together[i]], rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
+def test_source_state_stays_the_same_in_every_hypothesis_of_a_sentence(variant: str) -> None:
+    """What a model names in source_state_keys beam search does not copy when it reorders hypotheses within
+    sentences: those entries must not change with the target prefix (checked after steps with a different token
+    in every row), and leaving them uncopied changes no translation."""
+    model = tiny_model(variant).double()
+    src, src_lengths = make_src([7, 4, 6], seed=5)
+    state = init_state(model, model.encode(src, src_lengths), variant)
+    keys = model.source_state_keys(state)
+    assert keys and keys <= set(state)  # every decoder declares its cross-attention memory
+    beams = 3
+    expanded = reorder_state(state, torch.arange(3).repeat_interleave(beams))  # (3 * K) rows
+    tokens = torch.arange(4, 4 + 3 * beams) % VOCAB  # a different token in every row
+    for _ in range(3):
+        _, expanded = model.step(tokens, expanded)
+        tokens = (tokens * 5 + 1) % (VOCAB - 4) + 4
+    for key in keys:
+        assert torch.equal(expanded[key], state[key].repeat_interleave(beams, dim=0)), key
+    cfg = SearchConfig(beam_size=4, len_penalty=0.6, max_len_a=1.2, max_len_b=3, min_len=1, n_best=2)
+    kept = search(model, src, src_lengths, cfg)
+    model.source_state_keys = lambda state: frozenset()  # copy every entry at every reorder
+    copied = search(model, src, src_lengths, cfg)
+    assert [[h.tokens for h in s] for s in kept] == [[h.tokens for h in s] for s in copied]
+    assert [[h.score for h in s] for s in kept] == [[h.score for h in s] for s in copied]

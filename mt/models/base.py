@@ -7,6 +7,7 @@ batch on dimension 0, so search can expand or reorder any model's state with :fu
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -50,12 +51,14 @@ class ModelTraits:
     streaming: bool = False
 
 
-def reorder_state(state: DecoderState, index: Tensor) -> DecoderState:
+def reorder_state(state: DecoderState, index: Tensor, keep: Collection[str] = ()) -> DecoderState:
     """Select / repeat / reorder the batch entries of any model's decoder state.
 
-    index: (B',) int64 indices into the current batch dimension.
+    index: (B',) int64 indices into the current batch dimension. ``keep``: entries passed through as they are,
+    for a reorder that gives every row a row of the same sentence (beam search reordering hypotheses within
+    each sentence) and entries that only depend on the source (:meth:`Seq2Seq.source_state_keys`).
     """
-    return {k: v.index_select(0, index) for k, v in state.items()}
+    return {k: v if k in keep else v.index_select(0, index) for k, v in state.items()}
 
 
 class Seq2Seq(nn.Module, ABC):
@@ -119,6 +122,12 @@ class Seq2Seq(nn.Module, ABC):
         src_visible: optional (B,) int64, how many source positions this position may attend to (as in
         ``decode``); stepping with the limits of positions 0..T-1 gives ``decode``'s logits.
         """
+
+    def source_state_keys(self, state: DecoderState) -> frozenset[str]:
+        """The entries of ``state`` that depend only on the source sentence (e.g. cross-attention keys), never on
+        the target prefix: identical in every hypothesis of one sentence, so beam search need not copy them when
+        it reorders hypotheses within sentences. None by default (always correct, only slower)."""
+        return frozenset()
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
         """src (B, S), src_lengths (B,), tgt_in (B, T) -> logits (B, T, V)."""

@@ -78,6 +78,10 @@ class Decoder(nn.Module, ABC):
              src_visible: Tensor | None = None) -> tuple[Tensor, DecoderState]:
         """tokens (B,), src_visible None or (B,) int64 -> logits (B, V) and the new state."""
 
+    def source_state_keys(self, state: DecoderState) -> frozenset[str]:
+        """As :meth:`Seq2Seq.source_state_keys`: the state entries that depend only on the source."""
+        return frozenset()
+
     def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
         """Append newly read source positions to the memory ``state`` attends to (streaming)."""
         raise MTError(f"{type(self).__name__} cannot attend to a growing source")
@@ -151,6 +155,9 @@ class EncoderDecoder(Seq2Seq):
 
     def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
         return self.decoder.extend_memory(state, new)
+
+    def source_state_keys(self, state: DecoderState) -> frozenset[str]:
+        return self.decoder.source_state_keys(state)
 
     def cross_attention(self, enc: EncoderOut, tgt_in: Tensor) -> Tensor:
         return self.decoder.cross_attention(enc, tgt_in)

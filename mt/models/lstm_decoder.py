@@ -87,6 +87,9 @@ class AttnLSTMDecoder(Decoder):
             state["feed"] = h.new_zeros(h.size(0), self.hidden)  # (B, H)
         return state
 
+    def source_state_keys(self, state: DecoderState) -> frozenset[str]:
+        return frozenset(("memory", "mask", "keys"))
+
     def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
         """Append new source positions (memory (B, n, M)) and their attention keys to the state.
 

@@ -98,6 +98,9 @@ class TransformerDecoder(Decoder):
             state["visible"] = enc.mask.new_zeros(batch, 0, dtype=torch.long)  # (B, 0)
         return state
 
+    def source_state_keys(self, state: DecoderState) -> frozenset[str]:
+        return frozenset(k for k in state if k == "src_mask" or k.startswith(("cross_k.", "cross_v.")))
+
     def extend_memory(self, state: DecoderState, new: EncoderOut) -> DecoderState:
         """Append new source positions (memory (B, n, D)): their cross-attention K/V in every layer.
 
