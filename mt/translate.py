@@ -231,8 +231,8 @@ class Translator(TranslatorBase):
                         device: str = "auto", precision: str = "32", threads: int = 0) -> TranslatorBase:
         """Load a folder written by ``python -m mt.export`` (never unpickles): ``format=hf`` runs on this
         project's engine, ``format=ctranslate2`` on CTranslate2 (``engine`` auto picks by the folder's format).
-        ``decode_cfg`` overrides some or all of the decode settings stored at export; ``threads`` (CTranslate2 only, 0 =
-        its default)."""
+        ``decode_cfg`` overrides some or all of the decode settings stored at export; ``threads`` (CTranslate2
+        only, 0 = its default)."""
         from mt.export.load import load_exported
 
         return load_exported(path, decode_cfg, engine, resolve_device(device), precision, threads).translator

@@ -61,7 +61,8 @@ class CT2Translator(TranslatorBase):
         from mt.export.hf import read_config, read_tokenizer
 
         config = read_config(folder / CT2_METADATA_FILE)
-        return cls(folder, read_tokenizer(folder, config), config, decode_settings(config["decode"], decode_cfg), device, threads)
+        decode = decode_settings(config["decode"], decode_cfg)
+        return cls(folder, read_tokenizer(folder, config), config, decode, device, threads)
 
     def hypotheses(self, batch: Batch, cfg: SearchConfig) -> list[list[Hypothesis]]:
         lengths = batch.src_lengths.tolist()

@@ -57,8 +57,8 @@ def load_exported(path: str | Path, decode_cfg: DictConfig | dict | None, engine
         from mt.export.hf import read_hf
 
         model, tokenizer, config = read_hf(folder)
-        translator: TranslatorBase = Translator(model, tokenizer, decode_settings(config["decode"], decode_cfg), device,
-                                                 precision)
+        decode = decode_settings(config["decode"], decode_cfg)
+        translator: TranslatorBase = Translator(model, tokenizer, decode, device, precision)
         return Exported(translator, config, fmt)
     from mt.export.ct2_engine import CT2Translator
 

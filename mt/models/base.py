@@ -126,7 +126,7 @@ class Seq2Seq(nn.Module, ABC):
     def source_state_keys(self, state: DecoderState) -> frozenset[str]:
         """The entries of ``state`` that depend only on the source sentence (e.g. cross-attention keys), never on
         the target prefix: identical in every hypothesis of one sentence, so beam search need not copy them when
-        it reorders hypotheses within sentences. None by default (always correct, only slower)."""
+        it reorders hypotheses within sentences. Empty by default (always correct, only slower)."""
         return frozenset()
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
