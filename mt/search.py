@@ -14,8 +14,9 @@ Conventions (shared by greedy and beam search):
   ranked within the first ``beam`` are finished, and the best ``beam`` non-EOS candidates stay alive, so
   finishing hypotheses never starve the beam. A sentence is done when ``beam`` hypotheses have finished or
   it reaches its ``max_len``; done sentences leave the batch (their state rows are dropped), and the loop
-  stops when every sentence is done. While no sentence leaves, the state entries the model names in
-  ``source_state_keys`` (cross-attention memory, the same in every hypothesis of a sentence) are not copied.
+  stops when every sentence is done. The state entries the model names in ``source_state_keys``
+  (cross-attention memory, the same in every hypothesis of a sentence) stay one row per sentence: never
+  copied per hypothesis, only shrunk when sentences leave.
 * Every sentence's rows are computed independently of the others, so the result does not depend on the
   batch composition or padding (up to floating-point noise).
 
@@ -168,8 +169,8 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchCon
         raise ValueError(f"need 1 <= n_best <= beam_size, got n_best={cfg.n_best}, beam_size={cfg.beam_size}")
     batch, beam, device = src.size(0), cfg.beam_size, src.device
     state = model.init_state(model.encode(src, src_lengths))
-    state = reorder_state(state, torch.arange(batch, device=device).repeat_interleave(beam))  # rows (B * K)
-    source_keys = model.source_state_keys(state)  # not copied while every sentence stays in the batch
+    source_keys = model.source_state_keys(state)  # kept once per sentence, never copied per hypothesis
+    state = reorder_state(state, torch.arange(batch, device=device).repeat_interleave(beam), keep=source_keys)
     max_len = max_lengths(src_lengths, cfg, model.max_target_len).to(device)  # (B,)
     alive = torch.arange(batch, device=device)  # (N,) sentence of each active beam group
     tokens = torch.full((batch * beam,), model.bos_id, dtype=torch.long, device=device)  # (N * K,)
@@ -200,7 +201,9 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchCon
         tokens = tokens.view(n, beam)[active].view(-1)  # (N' * K,)
         scores, alive = scores[active], alive[active]  # (N', K), (N',)
         seqs = torch.cat([seqs[rows], tokens[:, None]], dim=1)  # (N' * K, t + 1)
-        state = reorder_state(state, rows, keep=source_keys if n == alive.numel() else ())
+        state = reorder_state(state, rows, keep=source_keys)  # (N' * K) rows; source entries (N) rows
+        if source_keys and alive.numel() < n:  # sentences left the batch: so do their source entries
+            state.update(reorder_state({k: state[k] for k in source_keys}, active.nonzero()[:, 0]))  # (N') rows
     return [sorted(hyps, key=lambda h: -h.score)[: cfg.n_best] for hyps in finished]
 
 

@@ -34,26 +34,33 @@ def test_translations_do_not_depend_on_batch_composition(variant: str, beam: int
 
 
 @pytest.mark.parametrize("variant", sorted(ALL_VARIANTS))
-def test_source_state_stays_the_same_in_every_hypothesis_of_a_sentence(variant: str) -> None:
-    """What a model names in source_state_keys beam search does not copy when it reorders hypotheses within
-    sentences: those entries must not change with the target prefix (checked after steps with a different token
-    in every row), and leaving them uncopied changes no translation."""
+def test_source_state_is_kept_once_per_sentence(variant: str) -> None:
+    """What a model names in source_state_keys beam search keeps once per sentence while the rest of the state has
+    one row per hypothesis: those entries must not change with the target prefix, stepping such a state must give
+    the logits and state of the fully copied one (checked after steps with a different token in every row), and
+    search gives the same translations either way."""
     model = tiny_model(variant).double()
     src, src_lengths = make_src([7, 4, 6], seed=5)
     state = init_state(model, model.encode(src, src_lengths), variant)
     keys = model.source_state_keys(state)
     assert keys and keys <= set(state)  # every decoder declares its cross-attention memory
     beams = 3
-    expanded = reorder_state(state, torch.arange(3).repeat_interleave(beams))  # (3 * K) rows
+    rows = torch.arange(3).repeat_interleave(beams)
+    copied, grouped = reorder_state(state, rows), reorder_state(state, rows, keep=keys)  # (3 * K) / (3) rows
     tokens = torch.arange(4, 4 + 3 * beams) % VOCAB  # a different token in every row
     for _ in range(3):
-        _, expanded = model.step(tokens, expanded)
+        logits_copied, copied = model.step(tokens, copied)
+        logits_grouped, grouped = model.step(tokens, grouped)
+        assert torch.allclose(logits_grouped, logits_copied, atol=1e-10)
         tokens = (tokens * 5 + 1) % (VOCAB - 4) + 4
     for key in keys:
-        assert torch.equal(expanded[key], state[key].repeat_interleave(beams, dim=0)), key
+        assert torch.equal(copied[key], state[key].repeat_interleave(beams, dim=0)), key
+        assert torch.equal(grouped[key], state[key]), key
+    for key in set(state) - keys:
+        assert torch.allclose(grouped[key].double(), copied[key].double(), atol=1e-10), key
     cfg = SearchConfig(beam_size=4, len_penalty=0.6, max_len_a=1.2, max_len_b=3, min_len=1, n_best=2)
     kept = search(model, src, src_lengths, cfg)
-    model.source_state_keys = lambda state: frozenset()  # copy every entry at every reorder
-    copied = search(model, src, src_lengths, cfg)
-    assert [[h.tokens for h in s] for s in kept] == [[h.tokens for h in s] for s in copied]
-    assert [[h.score for h in s] for s in kept] == [[h.score for h in s] for s in copied]
+    model.source_state_keys = lambda state: frozenset()  # copy every entry per hypothesis
+    every = search(model, src, src_lengths, cfg)
+    assert [[h.tokens for h in s] for s in kept] == [[h.tokens for h in s] for s in every]
+    assert [h.score for s in kept for h in s] == pytest.approx([h.score for s in every for h in s], abs=1e-9)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from mt.models.grouping import group_mask, group_rows, ungroup_rows
+
 
 @dataclass
 class AttentionOut:
@@ -37,8 +39,15 @@ class Attention(nn.Module):
         """query (B, T, Q), keys (B, S, K), memory (B, S, M) -> AttentionOut.
 
         mask: bool True = may attend, (B, S) for every query alike, or per query position (B, T, S) / (B, 1, S)
-        (e.g. :func:`mt.models.base.visibility_mask`).
+        (e.g. :func:`mt.models.base.visibility_mask`). keys / memory may hold one row per sentence for
+        B = n * g query rows (beam search, ``mt/models/grouping.py``).
         """
+        rows, n = query.size(0), keys.size(0)
+        if rows != n:  # g hypotheses per sentence share its memory: attend as n rows of g * T queries
+            t = query.size(1)
+            mask = group_mask(mask[:, None, :] if mask.dim() == 2 else mask, n, t)
+            out = self(group_rows(query, n), keys, memory, mask)  # (n, g * T, ...)
+            return AttentionOut(context=ungroup_rows(out.context, rows), weights=ungroup_rows(out.weights, rows))
         scores = self.scores(query, keys)  # (B, T, S)
         mask = mask[:, None, :] if mask.dim() == 2 else mask  # (B, T or 1, S)
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (B, T, S)

@@ -54,9 +54,8 @@ class ModelTraits:
 def reorder_state(state: DecoderState, index: Tensor, keep: Collection[str] = ()) -> DecoderState:
     """Select / repeat / reorder the batch entries of any model's decoder state.
 
-    index: (B',) int64 indices into the current batch dimension. ``keep``: entries passed through as they are,
-    for a reorder that gives every row a row of the same sentence (beam search reordering hypotheses within
-    each sentence) and entries that only depend on the source (:meth:`Seq2Seq.source_state_keys`).
+    index: (B',) int64 indices into the current batch dimension. ``keep``: entries passed through as they are
+    (beam search's source-only entries, one row per sentence: :meth:`Seq2Seq.source_state_keys`).
     """
     return {k: v if k in keep else v.index_select(0, index) for k, v in state.items()}
 
@@ -125,8 +124,10 @@ class Seq2Seq(nn.Module, ABC):
 
     def source_state_keys(self, state: DecoderState) -> frozenset[str]:
         """The entries of ``state`` that depend only on the source sentence (e.g. cross-attention keys), never on
-        the target prefix: identical in every hypothesis of one sentence, so beam search need not copy them when
-        it reorders hypotheses within sentences. Empty by default (always correct, only slower)."""
+        the target prefix. Beam search keeps them once per sentence while every other entry has one row per
+        hypothesis (sentence i owns rows ``i * g .. i * g + g - 1``), so ``step`` must accept such a state: its
+        attention runs a sentence's g queries against the one copy (``mt/models/grouping.py``). Empty by default
+        (every entry copied per hypothesis: always correct, only slower)."""
         return frozenset()
 
     def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:

@@ -25,6 +25,7 @@ from mt.models.base import DecoderState, EncoderOut, visibility_mask
 from mt.models.buffers import append
 from mt.models.composed import Decoder
 from mt.models.dropout import Dropout
+from mt.models.grouping import per_row
 from mt.models.rnn import LSTM
 
 BRIDGES = ("final", "mean", "none")
@@ -147,5 +148,6 @@ class AttnLSTMDecoder(Decoder):
         x = self.dropout(self.embed(tokens[:, None]))  # (B, 1, E)
         if self.input_feeding:
             x = torch.cat([x, state["feed"][:, None].to(x.dtype)], dim=-1)  # (B, 1, E + H)
-        hidden, state, _ = self._advance(x, state, visibility_mask(state["mask"], src_visible))  # (B, 1, H)
+        mask = state["mask"] if src_visible is None else per_row(state["mask"], tokens.size(0))  # (B or n, S)
+        hidden, state, _ = self._advance(x, state, visibility_mask(mask, src_visible))  # (B, 1, H)
         return self.output(self._features(hidden))[:, 0], state  # (B, V)

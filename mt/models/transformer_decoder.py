@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from mt.models.base import DecoderState, EncoderOut, visibility_mask
 from mt.models.buffers import append
 from mt.models.composed import Decoder
+from mt.models.grouping import per_row
 from mt.models.transformer_layers import (
     KV,
     SOFTMAX_IMPLS,
@@ -117,7 +118,9 @@ class TransformerDecoder(Decoder):
         n, s = len(self.layers), state["src_mask"].size(1)  # cross K/V may have spare capacity beyond s
         cross = [KV(state[f"cross_k.{i}"][:, :, :s], state[f"cross_v.{i}"][:, :, :s]) for i in range(n)]
         new_state = dict(state, pos=state["pos"] + 1)
-        src_mask = state["src_mask"]  # (B, S)
+        src_mask = state["src_mask"]  # (B, S), or (n, S) for B = n * g hypotheses (mt/models/grouping.py)
+        if src_visible is not None or "prefix" in state:  # a limit per row: the mask needs one row per row
+            src_mask = per_row(src_mask, tokens.size(0))  # (B, S)
         if "prefix" in state:  # uncached: recompute the whole prefix with each position's own limit
             prefix = torch.cat([state["prefix"], tokens[:, None]], dim=1)  # (B, t + 1)
             limit = torch.full_like(tokens, src_mask.size(1)) if src_visible is None else src_visible  # (B,)

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from mt.models.dropout import Dropout, byte_masks
 from mt.models.dropout import dropout as dropout_fn
+from mt.models.grouping import group_mask, group_rows, ungroup_rows
 from mt.models.linear_attention import LinearState, causal_linear_attention, feature_map, linear_attention
 
 SOFTMAX_IMPLS = ("sdpa", "math")  # what ``attention_impl`` may choose
@@ -123,7 +124,13 @@ class MultiHeadAttention(nn.Module):
         return KV(self._heads(self.k_proj(x)), self._heads(self.v_proj(x)))
 
     def forward(self, x: Tensor, kv: KV, mask: Tensor | None, is_causal: bool) -> Tensor:
-        """x (B, T, D) queries; kv (B, h, S, dh); mask bool broadcastable to (B, h, T, S) -> (B, T, D)."""
+        """x (B, T, D) queries; kv (B, h, S, dh); mask bool broadcastable to (B, h, T, S) -> (B, T, D).
+
+        kv may hold one row per sentence for B = n * g query rows (beam search, ``mt/models/grouping.py``)."""
+        rows, n = x.size(0), kv.k.size(0)
+        if rows != n:  # g hypotheses per sentence share its keys and values: attend as n rows of g * T queries
+            mask = None if mask is None else group_mask(mask, n, x.size(1))
+            return ungroup_rows(self(group_rows(x, n), kv, mask, is_causal=False), rows)  # (B, T, D)
         q = self._heads(self.q_proj(x))  # (B, h, T, dh)
         k, v = kv.k.to(q.dtype), kv.v.to(q.dtype)
         dropout = self.attention_dropout if self.training else 0.0
