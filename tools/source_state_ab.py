@@ -1,9 +1,9 @@
-"""Beam search with and without leaving the source-only state uncopied (``Seq2Seq.source_state_keys``), A/B.
+"""Beam search with the source-only state kept once per sentence (``Seq2Seq.source_state_keys``) or copied, A/B.
 
-A diagnostic behind the README's figure (session 21), not a benchmark: it decodes the first ``--sentences`` test2016
-sentences with beam 5 on one thread, alternating the model's own ``source_state_keys`` with one that names nothing
-(every entry copied at every reorder) for ``--rounds`` rounds in one process, and prints sentences/s of each and
-whether the translations are identical.
+A diagnostic behind the README's figure (sessions 21-22), not a benchmark: it decodes the first ``--sentences``
+test2016 sentences with beam 5 on one thread, alternating the model's own ``source_state_keys`` with one that names
+nothing (every entry copied per hypothesis at every reorder) for ``--rounds`` rounds in one process, and prints
+sentences/s of each and whether the translations are identical.
 
     python tools/source_state_ab.py CKPT [--sentences 300] [--rounds 3]
 """
