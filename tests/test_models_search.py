@@ -37,8 +37,8 @@ def test_translations_do_not_depend_on_batch_composition(variant: str, beam: int
 def test_source_state_is_kept_once_per_sentence(variant: str) -> None:
     """What a model names in source_state_keys beam search keeps once per sentence while the rest of the state has
     one row per hypothesis: those entries must not change with the target prefix, stepping such a state must give
-    the logits and state of the fully copied one (checked after steps with a different token in every row), and
-    search gives the same translations either way."""
+    the logits and state of the fully copied one (checked after steps with a different token in every row, one
+    with per-row source limits), and search gives the same translations either way."""
     model = tiny_model(variant).double()
     src, src_lengths = make_src([7, 4, 6], seed=5)
     state = init_state(model, model.encode(src, src_lengths), variant)
@@ -48,9 +48,10 @@ def test_source_state_is_kept_once_per_sentence(variant: str) -> None:
     rows = torch.arange(3).repeat_interleave(beams)
     copied, grouped = reorder_state(state, rows), reorder_state(state, rows, keep=keys)  # (3 * K) / (3) rows
     tokens = torch.arange(4, 4 + 3 * beams) % VOCAB  # a different token in every row
-    for _ in range(3):
-        logits_copied, copied = model.step(tokens, copied)
-        logits_grouped, grouped = model.step(tokens, grouped)
+    limits = torch.arange(3 * beams) % 4 + 1  # per-row source limits, as simultaneous search gives them
+    for visible in (None, limits, None):
+        logits_copied, copied = model.step(tokens, copied, visible)
+        logits_grouped, grouped = model.step(tokens, grouped, visible)
         assert torch.allclose(logits_grouped, logits_copied, atol=1e-10)
         tokens = (tokens * 5 + 1) % (VOCAB - 4) + 4
     for key in keys:
