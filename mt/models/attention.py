@@ -42,14 +42,12 @@ class Attention(nn.Module):
         (e.g. :func:`mt.models.base.visibility_mask`). keys / memory may hold one row per sentence for
         B = n * g query rows (beam search, ``mt/models/grouping.py``).
         """
+        mask = mask[:, None, :] if mask.dim() == 2 else mask  # (B, T or 1, S)
         rows, n = query.size(0), keys.size(0)
         if rows != n:  # g hypotheses per sentence share its memory: attend as n rows of g * T queries
-            t = query.size(1)
-            mask = group_mask(mask[:, None, :] if mask.dim() == 2 else mask, n, t)
-            out = self(group_rows(query, n), keys, memory, mask)  # (n, g * T, ...)
+            out = self(group_rows(query, n), keys, memory, group_mask(mask, n, query.size(1)))  # (n, g * T, ...)
             return AttentionOut(context=ungroup_rows(out.context, rows), weights=ungroup_rows(out.weights, rows))
         scores = self.scores(query, keys)  # (B, T, S)
-        mask = mask[:, None, :] if mask.dim() == 2 else mask  # (B, T or 1, S)
         scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)  # (B, T, S)
         weights = torch.softmax(scores, dim=-1)  # (B, T, S)
         context = torch.bmm(weights, memory.to(weights.dtype))  # (B, T, M)
