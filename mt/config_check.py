@@ -226,6 +226,9 @@ RULES: dict[str, Rule] = {
     "callbacks.ema.decay": Number(0.0, 1.0, low_open=True, high_open=True),
     "callbacks.ema.window_fraction": Nullable(Number(0.0, 1.0, low_open=True)),
     "callbacks.ema.every_n_steps": POSITIVE,
+    "significance_samples": POSITIVE,  # evaluate.py
+    "engine": OneOf(("auto", "torch", "ctranslate2")),
+    "threads": Nullable(COUNT),
     "runtime.tune_malloc": BOOL,
     "runtime.heap_only": BOOL,
     "runtime.byte_dropout": BOOL,

@@ -12,17 +12,20 @@ import logging
 import os
 import select
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from sacrebleu.metrics import CHRF
 from sacrebleu.significance import PairedTest
 
 from mt.align import align_texts, format_alignment
 from mt.checkpoint import check_weights, load_checkpoint
+from mt.config import CONF_DIR
+from mt.config_check import check_config
+from mt.data.config import DataConfig
 from mt.device import resolve_device
 from mt.errors import MTError, require_values
 from mt.metrics import Score, bleu_metric, corpus_score
@@ -32,6 +35,7 @@ from mt.translate import (
     ScoredTranslation,
     Translator,
     TranslatorBase,
+    decode_settings,
     model_from_checkpoint,
     resolve_checkpoint,
     source_limit,
@@ -49,6 +53,11 @@ class System:
     data: dict[str, Any]  # the data config it was trained with (test sets, languages)
     weights: str = "checkpoint"  # which of a checkpoint's weights (mt.checkpoint.select_weights)
     option = "compare_with"  # the evaluate.py key that names it as the second system
+
+    @property
+    def decode(self) -> dict[str, Any]:
+        """The decode settings it translates with: the model's own (as trained or exported), then the overrides."""
+        return dict(self.translator.decode_cfg)
 
     def hypotheses(self, sources: list[str]) -> list[str]:
         """Its translations of ``sources``."""
@@ -74,18 +83,29 @@ class Hypotheses:
         return self.lines
 
 
-def evaluate(cfg: DictConfig) -> dict[str, Score]:
-    """Translate ``cfg.input`` (raw text) or the model's ``cfg.split``; returns scores by set name."""
+def evaluate(cfg: DictConfig, decode_keys: Collection[str] | None = None) -> dict[str, Score]:
+    """Translate ``cfg.input`` (raw text) or the model's ``cfg.split``; returns scores by set name.
+
+    :param decode_keys: the ``cfg.decode`` settings that override the model's own decode settings (the ones it
+        was trained or exported with): those named on the command line (:func:`decode_override_keys`); None =
+        all of ``cfg.decode``.
+    """
     require_values(cfg)
+    keys = list(cfg.decode) if decode_keys is None else list(decode_keys)
+    overrides = {k: v for k, v in OmegaConf.to_container(cfg.decode, resolve=True).items() if k in keys}
+    given = cfg.copy()
+    with open_dict(given):
+        given.decode = overrides  # the decode values given here; the model's own complete them when it is loaded
+    check_config(given)
     if cfg.output not in (None, "-"):
         _check_writable(Path(cfg.output))
     if cfg.compare_with and cfg.compare_hyps:
         raise MTError("give compare_with= (a model, translated here) or compare_hyps= (its translations), not both")
     other: System | Hypotheses | None = (Hypotheses(str(cfg.compare_hyps), read_lines(str(cfg.compare_hyps)))
                                          if cfg.compare_hyps else None)
-    system = load_system(cfg, cfg.ckpt, cfg.model_dir)
+    system = load_system(cfg, cfg.ckpt, cfg.model_dir, overrides)
     if cfg.compare_with:
-        other = load_system(cfg, str(cfg.compare_with), None, compare=True)
+        other = load_system(cfg, str(cfg.compare_with), None, overrides, compare=True)
     if isinstance(other, System) and (other.data.get("src"), other.data.get("tgt")) != (system.data.get("src"),
                                                                              system.data.get("tgt")):
         raise MTError(f"compare_with={cfg.compare_with} translates {other.data.get('src')}-{other.data.get('tgt')}, "
@@ -96,8 +116,28 @@ def evaluate(cfg: DictConfig) -> dict[str, Score]:
     return _translate_splits(cfg, system, other, out_dir)
 
 
-def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compare: bool = False) -> System:
-    """The model that ``ckpt=`` (file, run folder, best/last of ``run=``) or ``model_dir=`` (export) names."""
+def decode_override_keys(overrides: list[str]) -> set[str]:
+    """The decode settings that command-line overrides set: ``decode.KEY=V`` (also with ``+``/``++``) and the keys
+    a ``decode=NAME`` group file (conf/decode/NAME.yaml) sets itself, e.g. ``beam_size`` for ``decode=greedy``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    keys: set[str] = set()
+    for override in OverridesParser.create().parse_overrides(overrides):
+        name = override.key_or_group
+        if override.is_delete():
+            continue
+        if name == "decode":
+            group = OmegaConf.load(CONF_DIR / "decode" / f"{override.value()}.yaml")
+            keys |= {str(k) for k in group if k != "defaults"}
+        elif name.startswith("decode."):
+            keys.add(name.split(".")[1])
+    return keys
+
+
+def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, decode: dict[str, Any],
+                compare: bool = False) -> System:
+    """The model that ``ckpt=`` (file, run folder, best/last of ``run=``) or ``model_dir=`` (export) names, with
+    its own decode settings overridden by ``decode``."""
     from mt.export.load import export_format, load_exported
 
     device = resolve_device(str(cfg.device))
@@ -116,7 +156,7 @@ def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compar
         if weights != "checkpoint":
             raise MTError(f"{key}={weights} picks weights of a training checkpoint, but {model_dir} is an exported "
                           f"model with one set of weights; give a .ckpt (or run folder) or drop {key}=")
-        exported = load_exported(model_dir, cfg.decode, "auto" if compare else cfg.engine, device,
+        exported = load_exported(model_dir, decode, "auto" if compare else cfg.engine, device,
                                  str(cfg.precision), int(cfg.threads))
         return System(str(model_dir), exported.translator, exported.config["data"])
     if cfg.engine == "ctranslate2" and not compare:
@@ -125,7 +165,8 @@ def load_system(cfg: DictConfig, ckpt: str | None, model_dir: str | None, compar
     path = resolve_checkpoint(str(ckpt if ckpt is not None else cfg.run), cfg.run)
     data = load_checkpoint(path)
     model, tokenizer = model_from_checkpoint(data, str(path), weights=weights)
-    translator = Translator(model, tokenizer, cfg.decode, device=device, precision=str(cfg.precision))
+    settings = decode_settings(data["hyper_parameters"].get("decode", {}), decode)
+    translator = Translator(model, tokenizer, settings, device=device, precision=str(cfg.precision))
     return System(str(path), translator, data["hyper_parameters"]["data"], weights)
 
 
@@ -206,7 +247,7 @@ def _decode_line(raw: bytes, lineno: int) -> str:
 def _translate_text(cfg: DictConfig, system: System, other: System | Hypotheses | None, out_dir: Path
                     ) -> dict[str, Score]:
     name = "stdin" if cfg.input == "-" else cfg.input
-    output, n_best = cfg.output or "-", int(cfg.decode.n_best)
+    output, n_best = cfg.output or "-", int(system.decode["n_best"])
     latency: dict[str, dict] = {}
     if cfg.input == "-" and output == "-" and other is None:  # interactive: translate and flush as lines arrive
         sources, hyps = [], []
@@ -230,7 +271,7 @@ def _translate_text(cfg: DictConfig, system: System, other: System | Hypotheses 
         _write_alignments(cfg, system, sources, hyps, out_dir / "alignments.input.txt")
         if simul:
             latency = {"input": simul.latency_dict()}
-            print(format_latency(simul, int(cfg.decode.wait_k)), file=sys.stderr if output == "-" else sys.stdout)
+            print(format_latency(simul, int(system.decode["wait_k"])), file=sys.stderr if output == "-" else sys.stdout)
     log.info("translated %d lines from %s", len(sources), name)
     if refs is None:
         return {}
@@ -249,43 +290,48 @@ def _translate_text(cfg: DictConfig, system: System, other: System | Hypotheses 
 
 def _translate_splits(cfg: DictConfig, system: System, other: System | Hypotheses | None, out_dir: Path
                       ) -> dict[str, Score]:
-    from mt.data import TranslationDataModule
+    from mt.data.corpus import eval_text
 
-    data_cfg = OmegaConf.merge({"paths": cfg.paths}, {"data": system.data}, {"data": cfg.data}).data
-    dm = TranslationDataModule(data_cfg, cfg.paths)
-    names = list(dm.test_names) if cfg.split == "test" else [cfg.split]
-    if isinstance(other, Hypotheses) and len(names) > 1:
-        raise MTError(f"compare_hyps= holds one set's translations but split={cfg.split} has {len(names)} "
-                      f"({', '.join(names)}); choose one with split=NAME")
+    merged = OmegaConf.merge({"paths": cfg.paths}, {"data": system.data}, {"data": cfg.data})
+    data_cfg = DataConfig.from_omegaconf(merged.data)
+    names = list(data_cfg.splits.test) if cfg.split == "test" else [cfg.split]
+    for option in ("compare_hyps", "references", "output"):
+        if len(names) > 1 and cfg[option] is not None:
+            raise MTError(f"{option}= holds one set's lines but split={cfg.split} has {len(names)} sets "
+                          f"({', '.join(names)}); choose one with split=NAME")
+    report = sys.stderr if cfg.output == "-" else sys.stdout  # stdout carries the hypotheses with output=-
     scores: dict[str, Score] = {}
     significance: dict[str, PairedSignificance] = {}
     latency: dict[str, dict] = {}
     for name in names:
-        sources = dm.sources(name)
-        refs = _references(cfg, len(sources), f"split {name}") or [dm.references(name)]
+        text = eval_text(data_cfg, Path(cfg.paths.cache_dir), name)
+        sources = text.sources
+        refs = _references(cfg, len(sources), f"split {name}") or [text.references]
         if isinstance(other, Hypotheses):
             other.check(len(sources), f"split {name}")
         simul = _wait_k(cfg, system, sources, refs[0])
         hyps, lines = (simul.texts, simul.texts) if simul else translate_lines(system.translator, sources,
-                                                                                int(cfg.decode.n_best))
+                                                                                int(system.decode["n_best"]))
         out = cfg.output or str(out_dir / f"hyps.{name}.txt")
         write_lines(out, lines)
         _write_alignments(cfg, system, sources, hyps, out_dir / f"alignments.{name}.txt")
         scores[name] = _score(cfg, system, hyps, refs)
-        print(f"{name} ({len(hyps)} sentences, beam {cfg.decode.beam_size}): hypotheses in {out}\n{scores[name]}")
+        print(f"{name} ({len(hyps)} sentences, beam {system.decode['beam_size']}): hypotheses in {out}\n{scores[name]}",
+              file=report)
         if simul:
             latency[name] = simul.latency_dict()
-            print(format_latency(simul, int(cfg.decode.wait_k)))
+            print(format_latency(simul, int(system.decode["wait_k"])), file=report)
         if other is not None:
-            significance[name], text = _compare(cfg, system, hyps, refs, other, sources, out_dir / f"hyps.{name}.B.txt")
-            print(text)
+            significance[name], text_ = _compare(cfg, system, hyps, refs, other, sources,
+                                                 out_dir / f"hyps.{name}.B.txt")
+            print(text_, file=report)
     _write_metrics(out_dir, cfg, system, other, scores, significance, latency)
     return scores
 
 
 def _write_alignments(cfg: DictConfig, system: System, sources: list[str], hyps: list[str], path: Path) -> None:
     """decode.alignments=true: one line per sentence, ``i-j`` links (source subword i, target subword j)."""
-    if not cfg.decode.get("alignments"):
+    if not system.decode.get("alignments"):
         return
     if not isinstance(system.translator, Translator):
         raise MTError("decode.alignments=true needs this project's model (ckpt= or an hf export), not a CTranslate2 "
@@ -299,16 +345,17 @@ def _write_alignments(cfg: DictConfig, system: System, sources: list[str], hyps:
 def _wait_k(cfg: DictConfig, system: System, sources: list[str], refs: list[str] | None) -> SimulResult | None:
     """With decode.policy=wait_k: the wait-k translations with their emission schedules and latency (AL, LAAL,
     DAL in source subwords and words); None for full-sentence decoding."""
-    if cfg.decode.policy != "wait_k":
+    if system.decode.get("policy", "full") != "wait_k":
         return None
     if not isinstance(system.translator, Translator):
-        raise MTError("decode.policy=wait_k needs the model's checkpoint (ckpt=), not an exported model")
-    return translate_simul(system.translator, sources, int(cfg.decode.wait_k), refs)
+        raise MTError("decode.policy=wait_k needs this project's engine (ckpt=, or a format=hf export), not a "
+                      "CTranslate2 export")
+    return translate_simul(system.translator, sources, int(system.decode["wait_k"]), refs)
 
 
 def _score(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str]]) -> Score:
     """BLEU (tokenized for the target language, or ``decode.bleu_tokenize``) and chrF of the best hypotheses."""
-    return corpus_score(hyps, refs, tgt_lang=system.data["tgt"], tokenize=cfg.decode.get("bleu_tokenize"))
+    return corpus_score(hyps, refs, tgt_lang=system.data["tgt"], tokenize=system.decode.get("bleu_tokenize"))
 
 
 def _compare(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[str]], other: System | Hypotheses,
@@ -320,7 +367,7 @@ def _compare(cfg: DictConfig, system: System, hyps: list[str], refs: list[list[s
     else:
         other_out = Path(other.name)
     sig = paired_significance(hyps, other_hyps, refs, int(cfg.significance_samples), tgt_lang=system.data["tgt"],
-                              tokenize=cfg.decode.get("bleu_tokenize"))
+                              tokenize=system.decode.get("bleu_tokenize"))
     return sig, (f"{other.option}={other.name} (B{_weights_note(other)}, hypotheses in {other_out}) vs this model "
                  f"(A{_weights_note(system)}):\n{sig}")
 
@@ -334,12 +381,12 @@ def _write_metrics(out_dir: Path, cfg: DictConfig, system: System, other: System
                    scores: dict[str, Score], significance: dict[str, PairedSignificance],
                    latency: dict[str, dict] | None = None) -> None:
     payload = {"ckpt": system.name, "weights": system.weights, "engine": cfg.engine,
-               "decode": OmegaConf.to_container(cfg.decode, resolve=True),
+               "decode": system.decode,
                "precision": str(cfg.precision), "scores": {k: s.as_dict() for k, s in scores.items()}}
     if other is not None:
         payload[other.option] = other.name
         if isinstance(other, System):
-            payload["compare_weights"] = other.weights
+            payload["compare_weights"], payload["compare_decode"] = other.weights, other.decode
         payload["significance"] = {k: v.as_dict() for k, v in significance.items()}
     if latency:  # decode.policy=wait_k: AL/LAAL/DAL per set, in source subwords and words
         payload["latency"] = latency

@@ -149,10 +149,12 @@ def greedy_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchC
         log_prob = log_prob + best_lp
         seqs = torch.cat([seqs, tokens[:, None]], dim=1)  # (N, t + 1)
         done = tokens == model.eos_id  # (N,)
-        for row in done.nonzero()[:, 0].tolist():
-            lp = float(log_prob[row])
-            results[int(alive[row])] = [Hypothesis(seqs[row, :-1].tolist(), lp / length_penalty(step + 1,
-                                                                                      cfg.len_penalty), lp)]
+        ended = done.nonzero()[:, 0]  # (E,) rows that wrote EOS: to the host in one copy per field
+        if ended.numel():
+            penalty = length_penalty(step + 1, cfg.len_penalty)
+            for s, toks, lp in zip(alive[ended].tolist(), seqs[ended, :-1].tolist(), log_prob[ended].tolist(),
+                                   strict=True):
+                results[s] = [Hypothesis(toks, lp / penalty, lp)]
         keep = (~done).nonzero()[:, 0]  # (N',)
         if keep.numel() == 0:
             break
@@ -187,11 +189,14 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchCon
         # bookkeeping: EOS candidates ranked within the first K become finished hypotheses
         penalty = length_penalty(step + 1, cfg.len_penalty)
         alive_list = alive.tolist()
-        for i, j in is_eos[:, :beam].nonzero().tolist():
-            hyps = finished[alive_list[i]]
-            if len(hyps) < beam:
-                lp = float(top_scores[i, j])
-                hyps.append(Hypothesis(seqs[i * beam + int(top_beam[i, j])].tolist(), lp / penalty, lp))
+        ended = is_eos[:, :beam].nonzero().tolist()  # [(i, j)]: group i's candidate j wrote EOS
+        if ended:  # to the host in one copy per field (not one sync per hypothesis on a GPU)
+            lps, origin = top_scores[:, :beam].tolist(), top_beam[:, :beam].tolist()
+            rows_ended = seqs[[i * beam + origin[i][j] for i, j in ended]].tolist()
+            for (i, j), toks in zip(ended, rows_ended, strict=True):
+                hyps = finished[alive_list[i]]
+                if len(hyps) < beam:
+                    hyps.append(Hypothesis(toks, lps[i][j] / penalty, lps[i][j]))
 
         scores, rows, tokens = best_unfinished(top_scores, top_beam, top_tok, is_eos, beam)
         active = still_active([len(finished[s]) for s in alive_list], beam, step, max_len[alive])  # (N,)

@@ -18,7 +18,8 @@ class InputError(MTError):
 
 
 def read_lines(path: str) -> list[str]:
-    """Lines of a UTF-8 file (``-`` = stdin) without their line endings (\\n or \\r\\n); errors name the line."""
+    """Lines of a UTF-8 file (``-`` = stdin) without their line endings (\\n or \\r\\n) or a byte-order mark at the
+    start (as corpus files are read); errors name the line."""
     name = "<stdin>" if path == "-" else path
     if path == "-":
         data = sys.stdin.buffer.read()
@@ -26,7 +27,7 @@ def read_lines(path: str) -> list[str]:
         if not Path(path).is_file():
             raise InputError(f"input file {path} does not exist")
         data = Path(path).read_bytes()
-    lines = data.split(b"\n")
+    lines = data.removeprefix(b"\xef\xbb\xbf").split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
     out = []

@@ -25,7 +25,7 @@ from mt.checkpoint import (
 from mt.config import CONF_DIR
 from mt.device import autocast_for, resolve_device
 from mt.errors import MTError
-from mt.models import build_model, foreign_targets
+from mt.models import build_stored_model
 from mt.models.base import Seq2Seq
 from mt.search import Hypothesis, SearchConfig, search
 from mt.simul.search import translate_wait_k
@@ -244,10 +244,10 @@ def model_from_checkpoint(ckpt: dict, source: str, cache_dir: str | Path | None 
     :func:`mt.checkpoint.select_weights`)."""
     ckpt = select_weights(ckpt, weights, source)
     tokenizer = checkpoint_tokenizer(ckpt, source, cache_dir)
-    if bad := foreign_targets(ckpt["hyper_parameters"]["model"]):  # a crafted config must not run other code
-        raise CheckpointError(f"{source}: model class {bad[0]!r} is not one of this project's models; refusing to "
-                              "build it")
-    model = build_model(OmegaConf.create(ckpt["hyper_parameters"]["model"]), tokenizer.vocab_size)
+    try:  # a crafted config must not run other code: built without Hydra, only this project's model classes
+        model = build_stored_model(dict(ckpt["hyper_parameters"]["model"]), tokenizer.vocab_size)
+    except ValueError as e:
+        raise CheckpointError(f"{source}: {e}") from None
     load_model_state(model, model_state(ckpt), source)
     return model.eval(), tokenizer
 

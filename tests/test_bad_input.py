@@ -224,6 +224,30 @@ def test_references_or_output_that_do_not_fit_are_one_line_before_translating(ru
         one_line(e.value)
 
 
+def test_one_set_options_with_several_test_sets_are_one_line_before_translating(run, tmp_path):
+    """output=, references= and compare_hyps= hold one set's lines: with two test sets they would be overwritten
+    or misaligned, so they are refused before anything is translated."""
+    ref = tmp_path / "ref.txt"
+    ref.write_text("Ein Hund.\n", encoding="utf-8")
+    common = [f"ckpt={run['ckpt']}", f"paths.output_dir={tmp_path / 'ev'}", "+data.limit=5",
+              "+data.splits.test=[test_2016_flickr,val]"]
+    for option in (f"output={tmp_path / 'hyp.txt'}", "output=-", f"references={ref}", f"compare_hyps={ref}"):
+        name = option.split("=")[0]
+        with pytest.raises(MTError, match=f"{name}= holds one set's lines but split=test has 2 sets "
+                                          r"\(test_2016_flickr, val\); choose one with split=NAME") as e:
+            evaluate(evaluate_cfg(*common, option))
+        one_line(e.value)
+    assert not (tmp_path / "hyp.txt").exists() and not (tmp_path / "ev" / "metrics.json").exists()
+
+
+def test_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    from mt.textio import read_lines
+
+    path = tmp_path / "ref.txt"
+    path.write_bytes("\ufeffEin Hund.\r\nEine Katze.\n".encode())
+    assert read_lines(str(path)) == ["Ein Hund.", "Eine Katze."]
+
+
 # -- corpus ---------------------------------------------------------------------------------------------------
 def test_100k_character_lines_dropped_in_training_kept_and_truncated_in_validation(tmp_path, caplog):
     folder = text_corpus(tmp_path / "c", n=60)
@@ -332,6 +356,25 @@ def test_checkpoint_naming_a_foreign_class_is_refused(run, tmp_path):
     r = cli("evaluate.py", f"ckpt={tmp_path / 'crafted.ckpt'}", f"hydra.run.dir={tmp_path / 'ev'}", "input=-",
             stdin=b"A dog.\n")
     assert_one_line_error(r, "not one of this project's models")
+
+
+def test_checkpoint_config_cannot_reach_other_code_through_the_models_package(run, tmp_path):
+    """A name that walks from a models module to another one (…base.torch.serialization.os.system) is refused,
+    and a nested node with a ``_target_`` is never instantiated: stored configs are built without Hydra."""
+    from mt.translate import model_from_checkpoint
+
+    marker = tmp_path / "ran"
+    ckpt = load_checkpoint(run["ckpt"])
+    target = ckpt["hyper_parameters"]["model"]["_target_"]
+    ckpt["hyper_parameters"]["model"]["_target_"] = "mt.models.base.torch.serialization.os.system"
+    with pytest.raises(CheckpointError, match="is not one of this project's models"):
+        model_from_checkpoint(ckpt, "crafted.ckpt")
+    ckpt["hyper_parameters"]["model"]["_target_"] = target
+    ckpt["hyper_parameters"]["model"]["dropout"] = {
+        "_target_": "mt.models.base.torch.serialization.os.system", "_args_": [f"touch {marker}"]}
+    with pytest.raises(CheckpointError, match="crafted.ckpt: the stored model config does not fit Transformer"):
+        model_from_checkpoint(ckpt, "crafted.ckpt")  # the class got a dict where it wants a float; nothing ran
+    assert not marker.exists()
 
 
 def test_disk_filling_during_training_stops_with_one_line_naming_the_checkpoint(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,6 +50,20 @@ def test_multi30k_en_de_counts_and_stats(multi30k_datamodule):
     batch = next(iter(dm.val_dataloader()))
     assert isinstance(batch, Batch) and batch.tgt_in.shape == batch.tgt_out.shape
     assert isinstance(dm.test_dataloader(), torch.utils.data.DataLoader)
+
+
+def test_eval_text_reads_one_split_without_a_tokenizer(multi30k_datamodule, tmp_path):
+    """Scoring reads an evaluation split's text from the corpus alone (the same text the data module holds), with
+    no tokenizer trained or loaded (one named here does not even exist) and no other split touched."""
+    from mt.data.corpus import eval_text
+
+    dm = multi30k_datamodule
+    cfg = replace(dm.cfg, tokenizer=replace(dm.cfg.tokenizer, path=str(tmp_path / "none")))
+    text = eval_text(cfg, tmp_path / "cache", "test_2016_flickr")
+    assert text.sources == dm.sources("test_2016_flickr") and text.references == dm.references("test_2016_flickr")
+    assert [p.name.split("-")[:2] for p in (tmp_path / "cache" / "raw").iterdir()] == [["text", "test_2016_flickr"]]
+    with pytest.raises(DataError, match="unknown evaluation split 'train'; available: validation, test_2016_flickr"):
+        eval_text(cfg, tmp_path / "cache", "train")
 
 
 def fake_trainer(rank: int, world_size: int, distributed_sampler: bool = False) -> SimpleNamespace:

@@ -107,15 +107,9 @@ def test_truncated_checkpoint_is_refused(ckpt, tmp_path):
     assert "Traceback" not in r.stderr.decode()
 
 
-def eval_decode():
-    """The decode settings evaluate.py uses (conf/decode/default.yaml), for computing expected translations."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="evaluate").decode
-
-
 @pytest.mark.parametrize("args, message", [
     (["ckpt=best"], "ckpt=best needs run=DIR"),
-    (["ckpt=CKPT", "decode.n_best=3", "decode.beam_size=2"], "decode.n_best=3 needs 1 <= n_best <= decode.beam_size"),
+    (["ckpt=CKPT", "decode.n_best=3", "decode.beam_size=2"], "decode.n_best=3 is larger than decode.beam_size=2"),
     (["ckpt=CKPT", "engine=ctranslate2"], "engine=ctranslate2 runs an exported CTranslate2 model"),
     (["ckpt=CKPT", "model_dir=CKPT"], "give either ckpt= or model_dir="),
     (["model_dir=TMP"], "is not an exported model folder"),
@@ -173,8 +167,7 @@ NBEST_LINE = re.compile(r"^(\d+)\t(-?\d+\.\d{4})\t(.*)$")
 
 
 def test_translate_n_best_returns_scored_hypotheses_best_first(ckpt):
-    decode = dict(eval_decode(), beam_size=3)
-    tr = Translator.from_checkpoint(ckpt, decode_cfg=decode, device="cpu")
+    tr = Translator.from_checkpoint(ckpt, decode_cfg={"beam_size": 3}, device="cpu")
     sources = ["A dog runs in the snow.", "", "Two men talk."]
     best = tr.translate(sources)
     scored = tr.translate(sources, n_best=3)
@@ -207,7 +200,7 @@ def test_evaluate_n_best_writes_index_score_hypothesis_and_scores_the_best(ckpt,
         assert scores == sorted(scores, reverse=True)
     assert [m[3] for m in rows[3:6]] == ["", "", ""] and [float(m[2]) for m in rows[3:6]] == [0, 0, 0]
     best = [rows[3 * i][3] for i in range(3)]
-    expected = Translator.from_checkpoint(ckpt, decode_cfg=dict(eval_decode(), beam_size=3), device="cpu")
+    expected = Translator.from_checkpoint(ckpt, decode_cfg={"beam_size": 3}, device="cpu")  # the rest as trained
     assert best == expected.translate(sources)
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["scores"]["input"]["chrf"] == pytest.approx(corpus_score(best, refs, tgt_lang="de").chrf)
@@ -234,5 +227,46 @@ def test_interactive_stdin_translates_each_line_before_the_next_is_written(ckpt,
         assert proc.wait(timeout=60) == 0
     finally:
         proc.kill()
-    expected = Translator.from_checkpoint(ckpt, decode_cfg=eval_decode(), device="cpu").translate(sources)
+    expected = Translator.from_checkpoint(ckpt, device="cpu").translate(sources)  # decoded as trained
     assert got == expected and all(got)
+
+
+# -- decode settings: the model's own, then the command line's -------------------------------------------------
+def test_decode_override_keys_name_what_the_command_line_sets():
+    from mt.evaluate import decode_override_keys
+
+    assert decode_override_keys(["ckpt=x", "decode.len_penalty=1.0", "+decode.max_len_b=5", "~decode.min_len",
+                                 "output=-"]) == {"len_penalty", "max_len_b"}
+    assert decode_override_keys(["decode=greedy"]) == {"beam_size"}
+    assert decode_override_keys(["decode=wait_k", "decode.wait_k=2"]) == {"policy", "wait_k"}
+
+
+def test_evaluate_decodes_with_the_checkpoints_settings_unless_the_command_line_overrides(ckpt, tmp_path):
+    """A run trained with other decode settings (here beam 2, length penalty 1.3) is evaluated with them, as the
+    test after training and Translator.from_checkpoint do; what evaluate.py is given overrides only those keys."""
+    from mt.checkpoint import atomic_torch_save, load_checkpoint
+
+    data = load_checkpoint(ckpt)
+    data["hyper_parameters"]["decode"].update(beam_size=2, len_penalty=1.3)
+    tuned = tmp_path / "tuned.ckpt"
+    atomic_torch_save(data, tuned)
+    src = tmp_path / "src.txt"
+    src.write_text("A dog runs.\n", encoding="utf-8")
+    r = run_evaluate(f"ckpt={tuned}", f"hydra.run.dir={tmp_path / 'a'}", f"input={src}", f"references={src}",
+                     "output=-", "decode.len_penalty=0.5")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    used = json.loads((tmp_path / "a" / "metrics.json").read_text())["decode"]
+    assert (used["beam_size"], used["len_penalty"]) == (2, 0.5)
+    r = run_evaluate(f"ckpt={tuned}", f"hydra.run.dir={tmp_path / 'b'}", f"input={src}", f"references={src}",
+                     "output=-", "decode=greedy")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    used = json.loads((tmp_path / "b" / "metrics.json").read_text())["decode"]
+    assert (used["beam_size"], used["len_penalty"]) == (1, 1.3)
+
+
+def test_evaluate_split_to_stdout_writes_only_the_hypotheses_there(ckpt, tmp_path):
+    r = run_evaluate(f"ckpt={ckpt}", f"hydra.run.dir={tmp_path}", "output=-", "+data.limit=7", "decode.beam_size=1",
+                     f"paths.cache_dir={tmp_path / 'cache'}")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert len(r.stdout.decode().splitlines()) == 7 and "BLEU" not in r.stdout.decode()
+    assert "BLEU" in r.stderr.decode()

@@ -202,3 +202,27 @@ def test_math_attention_matches_sdpa(pre_norm: bool) -> None:
         out[impl].logsumexp(-1).sum().backward()
     for (name, p_sdpa), p_math in zip(models["sdpa"].named_parameters(), models["math"].parameters(), strict=True):
         torch.testing.assert_close(p_math.grad, p_sdpa.grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("variant", ["transformer_pre_norm", "linear_transformer"])
+@torch.no_grad()
+def test_max_target_len_is_what_the_decoder_can_run(variant: str) -> None:
+    """A decoder of P positions decodes P tokens (EOS included: the input at position t predicts token t + 1);
+    search and training filters read max_target_len, so one less would waste a position, one more would crash."""
+    model = tiny_model(variant)
+    src, lengths = make_src([6, 4])
+    enc = model.encode(src, lengths)
+    n = model.max_target_len
+    assert n == TINY[VARIANTS[variant][0]]["max_positions"]
+    assert model.decode(enc, make_tgt_in(2, n)).shape == (2, n, VOCAB)
+    with pytest.raises(IndexError):
+        model.decode(enc, make_tgt_in(2, n + 1))
+
+
+def test_hybrid_refuses_a_bridge_from_final_states() -> None:
+    """The hybrid's Transformer encoder has no final state: bridge=final fails when the model is built (it used to
+    pass and crash at the first batch)."""
+    cfg = load_preset("hybrid")
+    cfg.merge_with({**TINY["hybrid"], "bridge": "final"})
+    with pytest.raises(Exception, match="bridge=final"):
+        build_model(cfg, VOCAB)

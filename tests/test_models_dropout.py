@@ -21,6 +21,16 @@ def test_drop_rate_and_scale(p: float) -> None:
     assert torch.allclose(kept, kept[0].expand_as(kept))
 
 
+@pytest.mark.parametrize("p", [0.001, 0.999])
+def test_rates_a_byte_cannot_express_fall_back_to_torch(p: float) -> None:
+    """p below 1/512 rounds to threshold 0 (nothing dropped), from 255.5/256 on to 256 (a division by zero): both
+    go to F.dropout, which drops at the exact rate."""
+    torch.manual_seed(0)
+    out = dropout(torch.ones(1000, 1000), p)
+    assert abs((out == 0).float().mean().item() - p) < 0.0005
+    assert abs(out.mean().item() - 1.0) < 0.05
+
+
 def test_mask_covers_every_element_of_odd_sizes() -> None:
     torch.manual_seed(0)
     x = torch.ones(3, 5, 7)  # 105 elements: not a multiple of the 8 bytes of one random word

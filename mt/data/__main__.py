@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from mt.config import CONF_DIR
 from mt.data.datamodule import TranslationDataModule
 from mt.errors import one_line_errors
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> None:
     start = time.perf_counter()  # logs go to stderr (conf/hydra): stdout carries only the JSON
     with one_line_errors():

@@ -17,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 RECORD_BATCH_ROWS = 10_000
+RAW_VERSION = 1  # part of every raw file's cache key: bump when the cleaning of raw rows (textfiles, hf) changes
 RAW_SCHEMA = pa.schema([("id", pa.int64()), ("src", pa.string()), ("tgt", pa.string()), ("ctrl", pa.int64())])
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from mt.data.arrowfiles import batched_rows, write_batches
+from mt.data.arrowfiles import RAW_VERSION, batched_rows, iter_batches, write_batches
 from mt.data.config import DataConfig
 from mt.data.download import ensure_files
 from mt.data.errors import DataError
@@ -46,6 +47,28 @@ def split_names(cfg: DataConfig) -> dict[str, str]:
             )
         names[test] = test
     return names
+
+
+@dataclass
+class EvalText:
+    """The text of an evaluation split (validation or a test set), every sentence in the corpus order."""
+
+    sources: list[str]
+    references: list[str]
+
+
+def eval_text(cfg: DataConfig, cache_dir: Path, split: str) -> EvalText:
+    """Sources and references of ``validation`` or a test set, read from the corpus alone: nothing tokenized,
+    no tokenizer trained, no other split read (what scoring a trained model needs). The text is the same
+    cleaned text the training pipeline's ``src_text``/``tgt_text`` columns hold."""
+    names = [name for name in split_names(cfg) if name != "train"]
+    if split not in names:
+        raise DataError(f"unknown evaluation split {split!r}; available: {', '.join(names)}")
+    text = EvalText([], [])
+    for batch in iter_batches(open_corpus(cfg, cache_dir).load(split), ["src", "tgt"]):
+        text.sources += batch.column(0).to_pylist()
+        text.references += batch.column(1).to_pylist()
+    return text
 
 
 def open_corpus(cfg: DataConfig, cache_dir: Path) -> Corpus:
@@ -114,7 +137,8 @@ class TextCorpus:
     def load(self, split: str) -> Path:
         paths = self.paths(split)
         identity = self.identity(split)
-        key = json.dumps({"identity": identity, "src": self.src, "tgt": self.tgt}, sort_keys=True)
+        key = json.dumps({"identity": identity, "src": self.src, "tgt": self.tgt, "version": RAW_VERSION},
+                         sort_keys=True)
         digest = hashlib.sha256(key.encode()).hexdigest()[:16]
         out = self.cache_dir / "raw" / f"text-{split}-{self.src}-{self.tgt}-{digest}.arrow"
         if not out.is_file():

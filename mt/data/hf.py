@@ -22,7 +22,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, IterableDataset, IterableDatasetDict, Translation
 
-from mt.data.arrowfiles import RECORD_BATCH_ROWS, write_batches
+from mt.data.arrowfiles import RAW_VERSION, RECORD_BATCH_ROWS, write_batches
 from mt.data.errors import DataError
 from mt.data.textfiles import clean_line
 
@@ -79,7 +79,7 @@ class HFCorpus:
         """Arrow file of the rows ``{"id", "src", "tgt", "ctrl"}`` of a split (first ``limit`` rows), cached
         under cache_dir."""
         ds = self._split(split)
-        key = {"identity": self.identity(split), "src": self.src, "tgt": self.tgt}
+        key = {"identity": self.identity(split), "src": self.src, "tgt": self.tgt, "version": RAW_VERSION}
         digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
         out = self.cache_dir / "raw" / f"hf-{split}-{self.src}-{self.tgt}-{digest}.arrow"
         out.parent.mkdir(parents=True, exist_ok=True)

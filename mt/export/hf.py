@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as safetensors_bytes
 
@@ -22,7 +21,7 @@ from mt.export import ExportError
 from mt.export.card import model_card
 from mt.export.folder import staged_folder, write_bytes
 from mt.export.source import FORMAT_VERSION, ExportSource
-from mt.models import MODEL_PACKAGE, build_model, foreign_targets
+from mt.models import build_stored_model, stored_model_class
 from mt.models.base import Seq2Seq
 from mt.tokenizer import Tokenizer
 
@@ -75,9 +74,9 @@ def read_config(path: Path) -> dict[str, Any]:
     if config.get("format_version") != FORMAT_VERSION:
         raise ExportError(f"{path} has export format version {config.get('format_version')}, this version of mt "
                           f"reads {FORMAT_VERSION}; re-export the model with this version")
-    if bad := foreign_targets(config["model"]):
-        raise ExportError(f"{path}: model class {bad[0]!r} is not one of this project's models ({MODEL_PACKAGE}*); "
-                          "refusing to build it")
+    if not isinstance(config.get("model"), dict) or stored_model_class(config["model"].get("_target_")) is None:
+        raise ExportError(f"{path}: model class {config.get('model', {}).get('_target_')!r} is not one of this "
+                          "project's models (mt.models.<module>.<Seq2Seq subclass>); refusing to build it")
     return config
 
 
@@ -94,7 +93,10 @@ def read_hf(folder: Path) -> tuple[Seq2Seq, Tokenizer, dict[str, Any]]:
     """Rebuild the model and tokenizer of a ``format=hf`` folder; returns them and its metadata."""
     config = read_config(folder / CONFIG_FILE)
     tokenizer = read_tokenizer(folder, config)
-    model = build_model(OmegaConf.create(config["model"]), tokenizer.vocab_size)
+    try:  # never through Hydra: the file is untrusted
+        model = build_stored_model(config["model"], tokenizer.vocab_size)
+    except ValueError as e:
+        raise ExportError(f"{folder}: {e}; re-export the model") from None
     path = folder / WEIGHTS_FILE
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -18,10 +18,11 @@ from mt.models.transformer_encoder import TransformerEncoder
 from mt.models.transformer_layers import KV, EncoderLayer
 
 
-def _layer(layer: EncoderLayer, x: Tensor, kv: KV, mask: Tensor | None) -> Tensor:
-    """One encoder layer on the new positions x (B, n, D), whose attention keys/values are ``kv`` (the cache
-    plus the new positions, (B, h, s + n, dh)); mask bool (1, 1, n, s + n) or None (n = 1) -> (B, n, D)."""
-    x = layer.res_attn.output(x, layer.self_attn(layer.res_attn.input(x), kv, mask, is_causal=False))
+def _layer(layer: EncoderLayer, x: Tensor, h: Tensor, kv: KV, mask: Tensor | None) -> Tensor:
+    """One encoder layer on the new positions x (B, n, D), h = ``layer.res_attn.input(x)`` (computed once, for
+    the keys/values too), whose attention keys/values are ``kv`` (the cache plus the new positions,
+    (B, h, s + n, dh)); mask bool (1, 1, n, s + n) or None (n = 1) -> (B, n, D)."""
+    x = layer.res_attn.output(x, layer.self_attn(h, kv, mask, is_causal=False))
     return layer.res_ffn.output(x, layer.ffn(layer.res_ffn.input(x)))
 
 
@@ -68,16 +69,17 @@ class CausalTransformerEncoder(TransformerEncoder):
         mask = None if n == 1 else torch.ones(n, end, dtype=torch.bool, device=x.device).tril(past)[None, None]
         new: EncoderStream = {"pos": stream["pos"] + n}
         for i, layer in enumerate(self.layers):
-            kv = layer.self_attn.project_kv(layer.res_attn.input(x))  # (B, h, n, dh)
+            h = layer.res_attn.input(x)  # (B, n, D)
+            kv = layer.self_attn.project_kv(h)  # (B, h, n, dh)
             for name, part in (("k", kv.k), ("v", kv.v)):
                 buf = stream[f"{name}.{i}"]  # (B, h, capacity, dh)
-                if buf.size(2) < end:  # full: double the capacity, keep what was read
-                    grown = buf.new_zeros(buf.size(0), buf.size(1), max(2 * buf.size(2), end, 16), buf.size(3))
+                if buf.size(2) < end:  # full: double the capacity, keep what was read (in the compute dtype)
+                    grown = part.new_zeros(buf.size(0), buf.size(1), max(2 * buf.size(2), end, 16), buf.size(3))
                     grown[:, :, :past] = buf[:, :, :past]
                     buf = grown
                 buf[:, :, past:end] = part
                 new[f"{name}.{i}"] = buf
             kv = KV(new[f"k.{i}"][:, :, :end], new[f"v.{i}"][:, :, :end])  # (B, h, s + n, dh)
-            x = _layer(layer, x, kv, mask)  # (B, n, D)
+            x = _layer(layer, x, h, kv, mask)  # (B, n, D)
         memory = self.norm(x)  # (B, n, D)
         return EncoderOut(memory=memory, mask=torch.ones(tokens.shape, dtype=torch.bool, device=tokens.device)), new

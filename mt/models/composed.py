@@ -65,10 +65,6 @@ class Decoder(nn.Module, ABC):
     def features(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
         """tgt_in (B, T) ids starting with BOS; src_visible None or (B, T) int64 -> (B, T, D) before ``output``."""
 
-    def forward(self, enc: EncoderOut, tgt_in: Tensor, src_visible: Tensor | None = None) -> Tensor:
-        """tgt_in (B, T) ids starting with BOS; src_visible None or (B, T) int64 -> logits (B, T, V)."""
-        return self.output(self.features(enc, tgt_in, src_visible))
-
     @abstractmethod
     def init_state(self, enc: EncoderOut, variant: str) -> DecoderState:
         """Batch-first state for ``step``; variant is one of ``decoding_variants`` (already checked)."""

@@ -60,8 +60,8 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """``F.dropout(x, p, training)`` with the byte mask on CPU (see the module docstring)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0 or not _byte_masks:
-        return F.dropout(x, p, training)
+    if x.device.type != "cpu" or not _byte_masks or not 1 <= round(p * _LEVELS) < _LEVELS:
+        return F.dropout(x, p, training)  # (also p under 1/512 or from 255.5/256 on: a byte cannot express them)
     keep, scale = byte_mask(x.shape, p, x.device)
     return _MaskedScale.apply(x, keep, scale)
 

@@ -6,6 +6,7 @@ The builder behind ``conf/model/hybrid.yaml``, composed from ``transformer_encod
 
 from __future__ import annotations
 
+from mt.errors import MTError
 from mt.models.composed import EncoderDecoder, make_embeddings
 from mt.models.lstm_decoder import AttnLSTMDecoder
 from mt.models.transformer_encoder import TransformerEncoder
@@ -20,6 +21,9 @@ class Hybrid(EncoderDecoder):
                  attention_dropout: float, activation_dropout: float, pre_norm: bool, max_positions: int,
                  attention_impl: str, decoder_hidden: int, decoder_layers: int, attention: str, input_feeding: bool,
                  bridge: str, dropout: float, share_embeddings: bool, tie_output: bool) -> None:
+        if bridge == "final":
+            raise MTError("model.bridge=final starts the decoder from an LSTM encoder's final states, which a "
+                          "Transformer encoder does not have; use model.bridge=mean or none")
         src_embed, tgt_embed = make_embeddings(vocab_size, d_model, share_embeddings)
         layer = LayerConfig(d_model=d_model, n_heads=n_heads, ffn_dim=ffn_dim, dropout=dropout,
                             attention_dropout=attention_dropout, activation_dropout=activation_dropout,

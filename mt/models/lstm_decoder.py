@@ -3,8 +3,8 @@
 Multi-layer LSTM -> attention over the encoder memory -> attentional hidden ``tanh(W_c [context; h])`` ->
 (projection to the embedding size when the output is tied) -> logits. Without input feeding the decoder runs
 one fused ``nn.LSTM`` call over all target positions, then attends from all positions at once; with input
-feeding the previous attentional hidden joins the next input, which forces a loop. ``forward`` and ``step``
-share ``_advance``.
+feeding the previous attentional hidden joins the next input, which forces a loop. Teacher forcing
+(``features``) and ``step`` share ``_advance``.
 
 Initial state (``bridge``): ``final`` = tanh(W · the encoder's ``EncoderOut.final``) (a recurrent encoder's
 final states); ``mean`` = tanh(W · masked mean of the memory) (any encoder); ``none`` = zeros. Either way

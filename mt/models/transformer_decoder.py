@@ -45,7 +45,7 @@ class TransformerDecoder(Decoder):
         self.decoder_state = "constant" if linear_self else "growing"
         self.decoding_variants = ("recurrent" if linear_self else "cached", "uncached")
         self.attention_impls = SOFTMAX_IMPLS if "softmax" in (self_attention, cross_attention) else ()
-        self.max_target_len = max_positions - 1  # position 0 holds BOS
+        self.max_target_len = max_positions  # the input at position t (BOS at 0) predicts token t + 1 (EOS included)
         self.n_heads = layer.n_heads
         self.embedding = TokenEmbedding(embed, max_positions, layer.dropout)
         self.layers = nn.ModuleList(

@@ -47,6 +47,16 @@ class SimulHypothesis:
     src_len: int  # real source tokens |x| (EOS not counted)
 
 
+@dataclass
+class _Finished:
+    """A hypothesis that wrote EOS: its tokens, scores and how many source tokens were read at its end."""
+
+    tokens: list[int]
+    score: float  # length-normalised (GNMT), for ranking
+    log_prob: float
+    end: int  # real source tokens read when EOS was written
+
+
 def _read(step: int, k: int, n_real: Tensor) -> Tensor:
     """Real source tokens read before writing at ``step``: (N,)."""
     return (n_real.new_full(n_real.shape, step + k)).minimum(n_real)
@@ -107,7 +117,7 @@ def simul_beam(model: Seq2Seq, src: Tensor, src_lengths: Tensor, k: int, cfg: Se
     scores = torch.zeros(batch, beam, device=device)  # (N, K) cumulative log-probs
     scores[:, 1:] = -torch.inf  # all beams start identical: expand only the first
     committed: list[list[int]] = [[] for _ in range(batch)]  # per sentence: delays of its committed tokens
-    finished: list[list[tuple[list[int], float, float, int]]] = [[] for _ in range(batch)]
+    finished: list[list[_Finished]] = [[] for _ in range(batch)]
     for step in range(int(max_len.max()) + 1):
         n = alive.numel()
         read = _read(step, k, n_real[alive])  # (N,)
@@ -122,7 +132,8 @@ def simul_beam(model: Seq2Seq, src: Tensor, src_lengths: Tensor, k: int, cfg: Se
             hyps = finished[alive_list[i]]
             if len(hyps) < beam:
                 lp = float(top_scores[i, j])
-                hyps.append((prefix[i * beam + int(top_beam[i, j]), 1:].tolist(), lp / penalty, lp, read_list[i]))
+                hyps.append(_Finished(prefix[i * beam + int(top_beam[i, j]), 1:].tolist(), lp / penalty, lp,
+                                      read_list[i]))
 
         scores, rows, tokens = best_unfinished(top_scores, top_beam, top_tok, is_eos, beam)
         active = still_active([len(finished[s]) for s in alive_list], beam, step, max_len[alive])  # (N,)
@@ -136,9 +147,9 @@ def simul_beam(model: Seq2Seq, src: Tensor, src_lengths: Tensor, k: int, cfg: Se
         stepper.reorder(rows)
     out = []
     for s, hyps in enumerate(finished):
-        best = sorted(hyps, key=lambda h: -h[1])[: cfg.n_best]
-        out.append([SimulHypothesis(toks, _schedule(committed[s], len(toks), end), score, lp, int(n_real[s]))
-                    for toks, score, lp, end in best])
+        best = sorted(hyps, key=lambda h: -h.score)[: cfg.n_best]
+        out.append([SimulHypothesis(h.tokens, _schedule(committed[s], len(h.tokens), h.end), h.score, h.log_prob,
+                                    int(n_real[s])) for h in best])
     return out
 
 

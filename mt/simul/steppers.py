@@ -80,7 +80,7 @@ class ReencodingStepper(Stepper):
         visible = self.visible(step)  # (N,)
         if self.enc is None or not bool((visible == self.enc_visible).all()):
             self.enc, self.enc_visible = self.model.encode(*_prefix(self.src, visible)), visible
-        return self.model.decode(self.enc, prefix)[:, -1]  # (N, V)
+        return self.model.output_layer(self.model.features(self.enc, prefix)[:, -1])  # only the last: (N, V)
 
     def reorder(self, index: Tensor) -> None:
         super().reorder(index)
