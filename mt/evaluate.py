@@ -322,9 +322,9 @@ def _translate_splits(cfg: DictConfig, system: System, other: System | Hypothese
             latency[name] = simul.latency_dict()
             print(format_latency(simul, int(system.decode["wait_k"])), file=report)
         if other is not None:
-            significance[name], text_ = _compare(cfg, system, hyps, refs, other, sources,
-                                                 out_dir / f"hyps.{name}.B.txt")
-            print(text_, file=report)
+            significance[name], comparison = _compare(cfg, system, hyps, refs, other, sources,
+                                                      out_dir / f"hyps.{name}.B.txt")
+            print(comparison, file=report)
     _write_metrics(out_dir, cfg, system, other, scores, significance, latency)
     return scores
 

@@ -68,6 +68,29 @@ def top_candidates(scores: Tensor, lprobs: Tensor, beam: int, eos_id: int) -> tu
     return top_scores, torch.div(top_idx, vocab, rounding_mode="floor"), top_tok, is_eos
 
 
+@dataclass
+class Ended:
+    """A candidate that wrote EOS: its group (row of the (N, 2K) candidates), tokens before EOS, log-probability."""
+
+    group: int
+    tokens: list[int]
+    log_prob: float
+
+
+def ended_candidates(is_eos: Tensor, top_scores: Tensor, top_beam: Tensor, seqs: Tensor, beam: int) -> list[Ended]:
+    """The EOS candidates ranked within each group's first ``beam`` (group by group, best first).
+
+    is_eos, top_scores, top_beam: (N, 2K) from :func:`top_candidates`; seqs (N * K, t) each beam's tokens so far.
+    Read to the host in one copy per field (not one sync per hypothesis on a GPU).
+    """
+    ended = is_eos[:, :beam].nonzero().tolist()  # [(i, j)]: group i's candidate j wrote EOS
+    if not ended:
+        return []
+    lps, origin = top_scores[:, :beam].tolist(), top_beam[:, :beam].tolist()
+    rows = seqs[[i * beam + origin[i][j] for i, j in ended]].tolist()
+    return [Ended(i, toks, lps[i][j]) for (i, j), toks in zip(ended, rows, strict=True)]
+
+
 def best_unfinished(top_scores: Tensor, top_beam: Tensor, top_tok: Tensor, is_eos: Tensor, beam: int
                     ) -> tuple[Tensor, Tensor, Tensor]:
     """The best ``beam`` non-EOS candidates of each sentence stay alive (a stable sort keeps the score order).
@@ -189,14 +212,10 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, cfg: SearchCon
         # bookkeeping: EOS candidates ranked within the first K become finished hypotheses
         penalty = length_penalty(step + 1, cfg.len_penalty)
         alive_list = alive.tolist()
-        ended = is_eos[:, :beam].nonzero().tolist()  # [(i, j)]: group i's candidate j wrote EOS
-        if ended:  # to the host in one copy per field (not one sync per hypothesis on a GPU)
-            lps, origin = top_scores[:, :beam].tolist(), top_beam[:, :beam].tolist()
-            rows_ended = seqs[[i * beam + origin[i][j] for i, j in ended]].tolist()
-            for (i, j), toks in zip(ended, rows_ended, strict=True):
-                hyps = finished[alive_list[i]]
-                if len(hyps) < beam:
-                    hyps.append(Hypothesis(toks, lps[i][j] / penalty, lps[i][j]))
+        for end in ended_candidates(is_eos, top_scores, top_beam, seqs, beam):
+            hyps = finished[alive_list[end.group]]
+            if len(hyps) < beam:
+                hyps.append(Hypothesis(end.tokens, end.log_prob / penalty, end.log_prob))
 
         scores, rows, tokens = best_unfinished(top_scores, top_beam, top_tok, is_eos, beam)
         active = still_active([len(finished[s]) for s in alive_list], beam, step, max_len[alive])  # (N,)

@@ -74,9 +74,11 @@ def read_config(path: Path) -> dict[str, Any]:
     if config.get("format_version") != FORMAT_VERSION:
         raise ExportError(f"{path} has export format version {config.get('format_version')}, this version of mt "
                           f"reads {FORMAT_VERSION}; re-export the model with this version")
-    if not isinstance(config.get("model"), dict) or stored_model_class(config["model"].get("_target_")) is None:
-        raise ExportError(f"{path}: model class {config.get('model', {}).get('_target_')!r} is not one of this "
-                          "project's models (mt.models.<module>.<Seq2Seq subclass>); refusing to build it")
+    model = config.get("model")
+    target = model.get("_target_") if isinstance(model, dict) else None
+    if stored_model_class(target) is None:
+        raise ExportError(f"{path}: model class {target!r} is not one of this project's models "
+                          "(mt.models.<module>.<Seq2Seq subclass>); refusing to build it")
     return config
 
 

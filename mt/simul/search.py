@@ -26,6 +26,7 @@ from mt.models.base import Seq2Seq
 from mt.search import (
     SearchConfig,
     best_unfinished,
+    ended_candidates,
     length_penalty,
     masked_log_probs,
     max_lengths,
@@ -128,12 +129,10 @@ def simul_beam(model: Seq2Seq, src: Tensor, src_lengths: Tensor, k: int, cfg: Se
 
         penalty = length_penalty(step + 1, cfg.len_penalty)
         alive_list, read_list = alive.tolist(), read.tolist()
-        for i, j in is_eos[:, :beam].nonzero().tolist():
-            hyps = finished[alive_list[i]]
+        for end in ended_candidates(is_eos, top_scores, top_beam, prefix[:, 1:], beam):
+            hyps = finished[alive_list[end.group]]
             if len(hyps) < beam:
-                lp = float(top_scores[i, j])
-                hyps.append(_Finished(prefix[i * beam + int(top_beam[i, j]), 1:].tolist(), lp / penalty, lp,
-                                      read_list[i]))
+                hyps.append(_Finished(end.tokens, end.log_prob / penalty, end.log_prob, read_list[end.group]))
 
         scores, rows, tokens = best_unfinished(top_scores, top_beam, top_tok, is_eos, beam)
         active = still_active([len(finished[s]) for s in alive_list], beam, step, max_len[alive])  # (N,)
