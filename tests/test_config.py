@@ -87,6 +87,7 @@ def test_recipes_bring_their_model_and_its_optimizer(recipe, target, schedule, l
         target, schedule, lr, warmup)
     assert cfg.data.max_tokens == 2048 and cfg.trainer.max_time == "00:00:40:00"
     assert "ema" in cfg.callbacks  # both recipes average their weights (docs/sweeps: sessions 14 and 18)
+    assert cfg.decode.len_penalty == 1.0  # chosen on validation (docs/results: sessions 21-24)
     assert {"checkpoint", "periodic_checkpoint", "early_stopping"} <= set(cfg.callbacks)
 
 
