@@ -127,6 +127,12 @@ def remove_stale_temp_files(folder: str | Path) -> int:
     return removed
 
 
+def _architecture(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's model config without its dropout rates (which averaging may differ in, e.g. fine-tuning)."""
+    model = dict((ckpt.get("hyper_parameters") or {}).get("model") or {})
+    return {k: v for k, v in model.items() if "dropout" not in k}
+
+
 def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     """Average the weights of several checkpoints of one model into a loadable checkpoint at ``out``."""
     if not paths:
@@ -135,9 +141,12 @@ def average_checkpoints(paths: list[str | Path], out: str | Path) -> Path:
     first = ckpts[0]
     ref = first["state_dict"]
     for p, c in zip(paths[1:], ckpts[1:], strict=True):
-        if set(c["state_dict"]) != set(ref) or c.get("tokenizer", {}).get("sha256") != \
-                first.get("tokenizer", {}).get("sha256"):
-            raise CheckpointError(f"{p} is not a checkpoint of the same model/tokenizer as {paths[0]}")
+        if c.get("tokenizer", {}).get("sha256") != first.get("tokenizer", {}).get("sha256"):
+            raise CheckpointError(f"{p} does not use the tokenizer of {paths[0]}; average checkpoints of one run")
+        if _architecture(c) != _architecture(first) or {k: v.shape for k, v in c["state_dict"].items()} != \
+                {k: v.shape for k, v in ref.items()}:
+            raise CheckpointError(f"{p} is not a checkpoint of the same model as {paths[0]} (another architecture "
+                                  "or size); average checkpoints of one run")
     avg = {}
     for k, v in ref.items():
         if v.is_floating_point():

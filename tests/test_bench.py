@@ -14,6 +14,7 @@ from mt.api import MTError, has_bf16_units
 from mtlab.bench.flops import RNN_FORMULAS
 from mtlab.bench.memory import MemoryPoint, SavedBytes, _over_budget, growth_exponent
 from mtlab.bench.models import model_specs
+from mtlab.bench.recipes import measure_recipes
 from mtlab.bench.table import format_table
 from mtlab.bench.throughput import _tok_s, synthetic_batches
 from tests.utils import TINY_BENCH, TINY_DATA, run_module, tiny_model_overrides
@@ -161,6 +162,12 @@ def test_bench_export_and_data_sections(tmp_path: Path) -> None:
     assert point["pairs"] == 2000 and point["first_peak_rss_mb"] > 0 and point["cached_s"] > 0
     assert "CTranslate2" in r.stdout and "Data preparation against corpus size" in r.stdout
     assert not (out / "data_scale").exists()  # the synthetic corpora are removed
+
+
+def test_a_recipe_set_may_not_set_the_precision_its_row_is_labelled_with(tmp_path: Path) -> None:
+    cfg = OmegaConf.create({"sets": {"half": ["trainer.precision=bf16-mixed"]}, "repeats": 1})
+    with pytest.raises(MTError, match="recipes: set half sets trainer.precision, which each row is labelled with"):
+        measure_recipes({"transformer": []}, ["32"], cfg, tmp_path / "work")
 
 
 def test_bench_recipes_section(tmp_path: Path) -> None:

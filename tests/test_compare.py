@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from mt.api import MTError, short_precision
 from mtlab.compare.claims import HOLDS, claim_bleu, claim_time_to_bleu, claim_tokens_per_second, regime
+from mtlab.compare.run import check_splits
 from mtlab.compare.runs import (
     Parallel,
     RunPlan,
@@ -31,7 +32,7 @@ from mtlab.compare.runs import (
 )
 from mtlab.compare.summary import time_to_bleu
 from mtlab.overrides import forwarded_overrides
-from tests.utils import TINY, TINY_BENCH, TINY_DATA, run_module
+from tests.utils import TINY, TINY_BENCH, TINY_DATA, compose, run_module
 
 
 def test_forwarded_overrides_are_the_data_paths_decode_ones() -> None:
@@ -39,6 +40,18 @@ def test_forwarded_overrides_are_the_data_paths_decode_ones() -> None:
             "models=[lstm]", "train_overrides=[a]", "output_dir=/o", "data=text", "~decode.n_best"]
     assert forwarded_overrides(task) == ["data.src=de", "+data.limit=5", "paths.cache_dir=/c", "decode.beam_size=2",
                                          "data=text", "~decode.n_best"]
+
+
+def test_the_significance_split_follows_the_data_and_a_wrong_one_fails_before_training() -> None:
+    """The paired test ran on test_2016_flickr whatever the data: with data=hf it failed after every run had
+    trained. Its default is now the data's first test set, and a name the data lacks fails at once."""
+    hf = compose("compare", ["data=hf", "data.path=wmt14"])
+    assert (hf.significance.split, hf.simultaneous.split) == ("test", "test")
+    check_splits(hf)
+    assert compose("compare", []).significance.split == "test_2016_flickr"
+    with pytest.raises(MTError, match=r"significance.split='test_2016_flickr' is not a split of this data config; "
+                                      r"use one of validation, test"):
+        check_splits(compose("compare", ["data=hf", "significance.split=test_2016_flickr"]))
 
 
 def test_plan_runs_resumes_and_skips(tmp_path: Path) -> None:
@@ -97,6 +110,11 @@ def test_plan_runs_one_per_seed(tmp_path: Path) -> None:
         plan_runs(OmegaConf.merge(cfg, {"seeds": [3, 3]}), tmp_path, [])
     (tmp_path / "runs" / "lstm").mkdir(parents=True)
     (tmp_path / "runs" / "lstm" / "results.json").write_text("{}")  # seed 7's LSTM finished earlier
+    (tmp_path / "runs" / "lstm" / ".hydra").mkdir()
+    (tmp_path / "runs" / "lstm" / ".hydra" / "config.yaml").write_text("seed: 1234\n")
+    with pytest.raises(MTError, match=r"lstm was trained with seed=1234, not seed=7; list seed 1234 first"):
+        plan_runs(cfg, tmp_path, [])  # a run of train.yaml's seed would have joined the mean as seed 7
+    (tmp_path / "runs" / "lstm" / ".hydra" / "config.yaml").write_text("seed: 7\n")
     plans = plan_runs(cfg, tmp_path, [])
     pairs = [[p.name for p in group] for group in run_groups(plans, parallel_mode(True))]
     assert pairs == [["transformer"], ["lstm.seed8", "transformer.seed8"]]  # a seed's presets together
@@ -150,16 +168,27 @@ def test_seed_means_and_per_seed_significance_decide_the_bleu_claim() -> None:
                                                     "chrf": bleus, "chrf_mean": 0.0, "chrf_std": 0.0}}}
         return {"preset": preset, "params": 10_000_000, "test": {"t": {"bleu": bleus[0]}}, "seeds": seeds}
 
-    def sig(ps: list[float]) -> dict:
-        tests = [{"metrics": {"BLEU": {"p_value": p}}} for p in ps]
-        return {"pairs": {"transformer|lstm": tests[0]}, "per_seed": {"transformer|lstm": tests}}
+    def sig(ps: list[float], t_bleu: list[float], r_bleu: list[float], key: str = "transformer|lstm") -> dict:
+        first_t = key.startswith("transformer")
+        tests = [{"metrics": {"BLEU": {"p_value": p, "a": {"score": x if first_t else y},
+                                       "b": {"score": y if first_t else x}}}}
+                 for p, x, y in zip(ps, t_bleu, r_bleu, strict=True)]
+        return {"pairs": {key: tests[0]}, "per_seed": {key: tests}}
 
-    t, r = run("transformer", [30.0, 31.0, 29.0]), run("lstm", [31.0, 27.0, 27.0])  # first seed: LSTM ahead
-    verdict = claim_bleu(t, r, 0.05, sig([0.01, 0.001, 0.02]), 0.05)
+    t, r = run("transformer", [30.0, 31.0, 29.0]), run("lstm", [29.0, 27.0, 27.0])
+    verdict = claim_bleu(t, r, 0.05, sig([0.01, 0.001, 0.02], [30.0, 31.0, 29.0], [29.0, 27.0, 27.0]), 0.05)
     assert "budget unknown (stop reasons not recorded" in verdict["evidence"]  # results.json from before the field
-    assert verdict["verdict"] == HOLDS and "30.00 vs 28.33 BLEU (means over seeds)" in verdict["evidence"]
-    assert "over 3 seeds (significant at 0.05 in 3 of 3)" in verdict["evidence"]
-    assert claim_bleu(t, r, 0.05, sig([0.01, 0.2, 0.02]), 0.05)["verdict"] == "does not hold"
+    assert verdict["verdict"] == HOLDS and "30.00 vs 27.67 BLEU (means over seeds)" in verdict["evidence"]
+    assert "over 3 seeds (significant at 0.05 in 3 of 3 for transformer, in 0 for lstm)" in verdict["evidence"]
+    # the tests' order in the key does not matter: the scores are read for each preset
+    flipped = sig([0.01, 0.001, 0.02], [30.0, 31.0, 29.0], [29.0, 27.0, 27.0], key="lstm|transformer")
+    assert claim_bleu(t, r, 0.05, flipped, 0.05)["verdict"] == HOLDS
+    assert claim_bleu(t, r, 0.05, sig([0.01, 0.2, 0.02], [30.0, 31.0, 29.0], [29.0, 27.0, 27.0]), 0.05)[
+        "verdict"] == "does not hold"
+    # means favour the Transformer, but one seed's pair is significant the other way: every pair must agree
+    t, r = run("transformer", [40.0, 36.0, 40.0]), run("lstm", [37.0, 38.0, 37.0])
+    against = claim_bleu(t, r, 0.05, sig([0.001, 0.01, 0.001], [40.0, 36.0, 40.0], [37.0, 38.0, 37.0]), 0.05)
+    assert against["verdict"] == "does not hold" and "in 2 of 3 for transformer, in 1 for lstm" in against["evidence"]
 
 
 def test_the_quality_verdicts_say_whether_the_runs_converged() -> None:

@@ -151,6 +151,13 @@ def test_init_from_and_averaging(tmp_path, cache):
     Translator.from_checkpoint(first.averaged_checkpoint, device="cpu").translate(["A dog."])
     avg = average_checkpoints([first.best_checkpoint, first.last_checkpoint], tmp_path / "avg.ckpt")
     assert load_checkpoint(avg)["averaged_from"]
+    # same parameter names and shapes, another computation (another bridge): refused, not averaged
+    other = load_checkpoint(first.last_checkpoint)
+    other["hyper_parameters"]["model"]["bridge"] = "other"
+    torch.save(other, tmp_path / "other.ckpt")
+    with pytest.raises(CheckpointError, match="other.ckpt is not a checkpoint of the same model as .*another arch"):
+        average_checkpoints([first.best_checkpoint, tmp_path / "other.ckpt"], tmp_path / "bad.ckpt")
+    assert not (tmp_path / "bad.ckpt").exists()
     tuned = train(compose_train(tiny_overrides("lstm", tmp_path / "ft", cache) +
                                 [f"init_from={first.best_checkpoint}", "test_after_fit=false"]))
     assert tuned.global_step > 0

@@ -48,7 +48,7 @@ def _one_run(preset: str, precision: str, overrides: list[str], cfg: DictConfig,
              workdir: Path) -> float:
     """One fresh train.py run; its fit_tok_s."""
     out = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
-    args = [f"model={preset}", f"trainer.precision={LIGHTNING[precision]}", *overrides, *common,
+    args = [f"model={preset}", f"trainer.precision={LIGHTNING[precision]}", *common, *overrides,  # the set wins
             f"trainer.max_steps={int(cfg.steps)}", "trainer.max_epochs=-1", "trainer.limit_val_batches=0",
             "trainer.num_sanity_val_steps=0", "test_after_fit=false", "trainer.enable_progress_bar=false",
             "logger=csv", f"hydra.run.dir={out}"]
@@ -64,6 +64,10 @@ def measure_recipes(presets: dict[str, list[str]], precisions: list[str], cfg: D
     """Rows for the defaults and every set of ``cfg.sets``, per preset (-> the overrides all its runs get) and
     precision."""
     sets = {DEFAULTS: [], **{str(k): [str(o) for o in v] for k, v in cfg.sets.items()}}
+    for name, overrides in sets.items():
+        if any(o.lstrip("+~").startswith("trainer.precision=") for o in overrides):
+            raise MTError(f"recipes: set {name} sets trainer.precision, which each row is labelled with; use "
+                          "precisions=[...] instead")
     workdir.mkdir(parents=True, exist_ok=True)
     rows = []
     for preset, common in presets.items():

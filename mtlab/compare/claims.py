@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from mtlab.compare.significance import seed_p_values
+from mtlab.compare.significance import seed_tests
 
 HOLDS, FAILS, MISSING = "holds", "does not hold", "not measured"
 
@@ -27,17 +27,20 @@ def _s(seconds: float | None) -> str:
 
 
 def _significance(sig: dict, a: str, b: str, alpha: float) -> tuple[bool | None, str]:
-    """Whether the BLEU difference of presets a and b is significant (paired bootstrap; with several seeds, in
-    every seed's pair of runs), and the words for it."""
-    ps = seed_p_values(sig, a, b)
-    if not ps:
+    """Whether preset a's BLEU is significantly above preset b's (paired bootstrap; with several seeds, in every
+    seed's pair of runs: a pair significant the other way counts against), and the words for it."""
+    tests = seed_tests(sig, a, b)
+    if not tests:
         return None, "no significance test"
-    ok = all(p < alpha for p in ps)
-    if len(ps) == 1:
-        return ok, f"paired bootstrap p = {ps[0]:.4f} ({'significant' if ok else 'not significant'} at {alpha:g})"
-    n_sig = sum(p < alpha for p in ps)
-    return ok, (f"paired bootstrap p = {' / '.join(f'{p:.4f}' for p in ps)} over {len(ps)} seeds (significant at "
-                f"{alpha:g} in {n_sig} of {len(ps)})")
+    wins = [t.p_value < alpha and t.score_a > t.score_b for t in tests]
+    ok = all(wins)
+    if len(tests) == 1:
+        t = tests[0]
+        return ok, (f"paired bootstrap p = {t.p_value:.4f} ({'significant' if t.p_value < alpha else 'not significant'}"
+                    f" at {alpha:g})")
+    against = sum(t.p_value < alpha and t.score_a <= t.score_b for t in tests)
+    return ok, (f"paired bootstrap p = {' / '.join(f'{t.p_value:.4f}' for t in tests)} over {len(tests)} seeds "
+                f"(significant at {alpha:g} in {sum(wins)} of {len(tests)} for {a}, in {against} for {b})")
 
 
 def stop_reasons(run: dict) -> list[str]:

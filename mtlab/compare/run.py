@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mt.api import Translator, atomic_write_text, attention_heatmap, resolve_device
+from mt.api import MTError, Translator, atomic_write_text, attention_heatmap, resolve_device
 from mtlab.bench.system import system_info
 from mtlab.compare.benchmarks import run_benchmarks
 from mtlab.compare.claims import streaming_verdicts, verdicts
@@ -40,6 +40,18 @@ def attention_plots(cfg: DictConfig, outcomes: dict, out: Path) -> dict[str, str
     return plots
 
 
+def check_splits(cfg: DictConfig) -> None:
+    """The significance test's and the simultaneous curves' splits must be splits of the data, checked before any
+    training (a wrong name would only fail once every run had trained)."""
+    tests = OmegaConf.to_container(cfg.data.splits, resolve=True)["test"]
+    splits = ["validation", *([tests] if isinstance(tests, str) else tests)]
+    keys = ["significance.split"] + (["simultaneous.split"] if cfg.simultaneous.presets else [])
+    for key in keys:
+        split = str(OmegaConf.select(cfg, key))
+        if split not in splits:
+            raise MTError(f"{key}={split!r} is not a split of this data config; use one of {', '.join(splits)}")
+
+
 def run_status(cfg: DictConfig, task_overrides: list[str]) -> list[str]:
     """``status=true``: where each run of the comparison stands, one line each; nothing is trained."""
     plans = plan_runs(cfg, Path(cfg.output_dir).resolve(), forwarded_overrides(task_overrides))
@@ -54,6 +66,7 @@ def compare(cfg: DictConfig, task_overrides: list[str]) -> dict:
     peers = {name: dict(p, time_to_bleu=time_to_bleu(p["val_curve"], levels))  # read first: a typo fails now
              for name, p in read_peers(cfg.peers).items()}
     mode = parallel_mode(cfg.parallel)  # a typo fails before any training
+    check_splits(cfg)
     plans = plan_runs(cfg, out, forwarded_overrides(task_overrides))
     execute(plans, mode)
     every_seed = {preset: [read_outcome(p.preset, p.run_dir) for p in plans if p.preset == preset]

@@ -76,6 +76,16 @@ def run_seeds(cfg: DictConfig) -> list[int | None]:
     return [int(s) for s in seeds] or [None]
 
 
+def _check_seed(run_dir: Path, seed: int) -> None:
+    """A run kept or resumed must have been trained with the seed it now stands for (the first seed's folder has no
+    seed in its name, so a run of another seed would silently join the mean)."""
+    saved = run_dir / ".hydra" / "config.yaml"
+    trained = OmegaConf.load(saved).get("seed") if saved.is_file() else None
+    if trained is not None and int(trained) != seed:
+        raise MTError(f"{run_dir} was trained with seed={trained}, not seed={seed}; list seed {trained} first in "
+                      "seeds=[...] or use another output_dir")
+
+
 def plan_runs(cfg: DictConfig, output_dir: Path, forwarded: list[str]) -> list[RunPlan]:
     """One plan per preset and seed, with the train.py command line (resuming from last.ckpt when there is one)."""
     unknown = sorted(set(cfg.model_overrides or {}) - set(cfg.models))
@@ -86,6 +96,8 @@ def plan_runs(cfg: DictConfig, output_dir: Path, forwarded: list[str]) -> list[R
         for i, seed in enumerate(run_seeds(cfg)):
             run_dir = output_dir / "runs" / (str(preset) if i == 0 else f"{preset}.seed{seed}")
             status = run_status(run_dir)
+            if status != "fresh" and seed is not None:
+                _check_seed(run_dir, seed)
             command = [sys.executable, "-m", "mt.cli.train", f"model={preset}", *RUN_DEFAULTS, *forwarded,
                        *map(str, cfg.train_overrides), *map(str, (cfg.model_overrides or {}).get(preset) or []),
                        *([f"seed={seed}"] if seed is not None else []), f"hydra.run.dir={_value(run_dir)}"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -84,17 +85,28 @@ def pairwise_significance(cfg: DictConfig, every_seed: dict[str, list[RunOutcome
     return out
 
 
-def p_value(sig: dict, a: str, b: str, metric: str = "BLEU") -> float | None:
-    """The paired bootstrap p-value of runs a and b (either order), None when not tested."""
-    pair = (sig or {}).get("pairs", {}).get(f"{a}|{b}") or (sig or {}).get("pairs", {}).get(f"{b}|{a}")
-    return None if pair is None else pair["metrics"][metric]["p_value"]
+@dataclass(frozen=True)
+class SeedTest:
+    """One paired bootstrap test of presets a and b, oriented to (a, b) whichever order it was run in."""
+
+    p_value: float
+    score_a: float
+    score_b: float
 
 
-def seed_p_values(sig: dict, a: str, b: str, metric: str = "BLEU") -> list[float]:
-    """The p-values of presets a and b, one per seed (the first seed's alone when only one seed ran)."""
-    per = (sig or {}).get("per_seed", {})
-    tests = per.get(f"{a}|{b}") or per.get(f"{b}|{a}")
-    if tests is None:
-        p = p_value(sig, a, b, metric)
-        return [] if p is None else [p]
-    return [t["metrics"][metric]["p_value"] for t in tests]
+def _oriented(test: dict, flipped: bool, metric: str) -> SeedTest:
+    m = test["metrics"][metric]
+    a, b = (m["b"], m["a"]) if flipped else (m["a"], m["b"])
+    return SeedTest(m["p_value"], a["score"], b["score"])
+
+
+def seed_tests(sig: dict, a: str, b: str, metric: str = "BLEU") -> list[SeedTest]:
+    """The paired tests of presets a and b, one per seed (the first seed's alone when only one seed ran)."""
+    for key, flipped in ((f"{a}|{b}", False), (f"{b}|{a}", True)):
+        tests = (sig or {}).get("per_seed", {}).get(key)
+        if tests is None:
+            pair = (sig or {}).get("pairs", {}).get(key)
+            tests = None if pair is None else [pair]
+        if tests is not None:
+            return [_oriented(t, flipped, metric) for t in tests]
+    return []
