@@ -8,6 +8,7 @@ from mt.batch import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Batch
 from mt.checkpoint import CheckpointError, checkpoint_step, load_checkpoint
 from mt.config import CONF_DIR, compose
 from mt.data import TranslationDataModule
+from mt.data.corpus import eval_split_names
 from mt.device import LIGHTNING, autocast_for, has_bf16_units, resolve_device, short_precision
 from mt.errors import MTError, one_line_errors
 from mt.evaluate import PairedSignificance, paired_significance
@@ -40,7 +41,7 @@ __all__ = [
     "Score", "ScoredTranslation", "SearchConfig", "Seq2Seq", "SimulResult", "Tokenizer", "TrainResult",
     "TranslationDataModule", "TranslationModule", "Translator", "UNK_ID", "atomic_write_text", "attention_heatmap", "autocast_for",
     "batch_loss", "build_model", "build_module", "checkpoint_step", "compose", "corpus_latency", "corpus_score", "csv_versions",
-    "decode_batch", "export_model", "has_bf16_units", "label_smoothed_nll", "load_checkpoint", "metric_rows",
+    "decode_batch", "eval_split_names", "export_model", "has_bf16_units", "label_smoothed_nll", "load_checkpoint", "metric_rows",
     "model_from_checkpoint", "one_line_errors", "output_loss", "paired_significance", "projected_label_smoothed_nll",
     "read_lines", "reorder_state", "resolve_checkpoint",
     "resolve_device", "search", "search_config", "short_precision", "train", "translate_simul",

@@ -49,6 +49,11 @@ def split_names(cfg: DataConfig) -> dict[str, str]:
     return names
 
 
+def eval_split_names(cfg: DataConfig) -> list[str]:
+    """The splits a model can be scored on: ``validation``, then each test set."""
+    return [name for name in split_names(cfg) if name != "train"]
+
+
 @dataclass
 class EvalText:
     """The text of an evaluation split (validation or a test set), every sentence in the corpus order."""
@@ -61,7 +66,7 @@ def eval_text(cfg: DataConfig, cache_dir: Path, split: str) -> EvalText:
     """Sources and references of ``validation`` or a test set, read from the corpus alone: nothing tokenized,
     no tokenizer trained, no other split read (what scoring a trained model needs). The text is the same
     cleaned text the training pipeline's ``src_text``/``tgt_text`` columns hold."""
-    names = [name for name in split_names(cfg) if name != "train"]
+    names = eval_split_names(cfg)
     if split not in names:
         raise DataError(f"unknown evaluation split {split!r}; available: {', '.join(names)}")
     text = EvalText([], [])

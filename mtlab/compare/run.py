@@ -10,7 +10,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from mt.api import MTError, Translator, atomic_write_text, attention_heatmap, resolve_device
+from mt.api import MTError, Translator, atomic_write_text, attention_heatmap, eval_split_names, resolve_device
 from mtlab.bench.system import system_info
 from mtlab.compare.benchmarks import run_benchmarks
 from mtlab.compare.claims import streaming_verdicts, verdicts
@@ -43,8 +43,7 @@ def attention_plots(cfg: DictConfig, outcomes: dict, out: Path) -> dict[str, str
 def check_splits(cfg: DictConfig) -> None:
     """The significance test's and the simultaneous curves' splits must be splits of the data, checked before any
     training (a wrong name would only fail once every run had trained)."""
-    tests = OmegaConf.to_container(cfg.data.splits, resolve=True)["test"]
-    splits = ["validation", *([tests] if isinstance(tests, str) else tests)]
+    splits = eval_split_names(cfg.data)
     keys = ["significance.split"] + (["simultaneous.split"] if cfg.simultaneous.presets else [])
     for key in keys:
         split = str(OmegaConf.select(cfg, key))

@@ -102,11 +102,9 @@ def _oriented(test: dict, flipped: bool, metric: str) -> SeedTest:
 
 def seed_tests(sig: dict, a: str, b: str, metric: str = "BLEU") -> list[SeedTest]:
     """The paired tests of presets a and b, one per seed (the first seed's alone when only one seed ran)."""
+    per_seed, pairs = (sig or {}).get("per_seed", {}), (sig or {}).get("pairs", {})
     for key, flipped in ((f"{a}|{b}", False), (f"{b}|{a}", True)):
-        tests = (sig or {}).get("per_seed", {}).get(key)
-        if tests is None:
-            pair = (sig or {}).get("pairs", {}).get(key)
-            tests = None if pair is None else [pair]
-        if tests is not None:
+        tests = per_seed.get(key) or ([pairs[key]] if key in pairs else [])
+        if tests:
             return [_oriented(t, flipped, metric) for t in tests]
     return []
