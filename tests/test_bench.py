@@ -82,6 +82,9 @@ def test_bench_specs_are_composed_like_train_py() -> None:
     assert specs["transformer_base"].cfg.optim.warmup_steps == 4000  # optim follows the model preset
     assert specs["lstm"].cfg.model.embed_dim == 64 and specs["transformer_base"].cfg.model.d_model == 512
     assert specs["lstm"].gradient_clip == 0.5 and specs["lstm"].label_smoothing == 0.2
+    assert specs["lstm"].batching == {} == specs["transformer_base"].batching  # the bench data's batches
+    recipe = model_specs(OmegaConf.merge(cfg, {"model_overrides": {"lstm": ["recipe=multi30k_lstm"]}}))["lstm"]
+    assert recipe.batching == {"max_tokens": 2048}  # the recipe's own, for the real-batch throughput
     with pytest.raises(MTError, match="not in models"):
         model_specs(OmegaConf.merge(cfg, {"ckpts": {"gru": "x.ckpt"}}))
 
@@ -97,7 +100,7 @@ def test_bench_smoke(tmp_path: Path) -> None:
     """The whole command on tiny models and a Multi30k slice: every section, the table and bench.json."""
     out = tmp_path / "bench"
     r = run_module("mtlab.bench", f"hydra.run.dir={out}", f"paths.cache_dir={tmp_path / 'cache'}", *TINY_DATA,
-                   *TINY_BENCH, *tiny_model_overrides(), "device=cpu")
+                   *TINY_BENCH, *tiny_model_overrides({"transformer": ["data.max_tokens=200"]}), "device=cpu")
     assert r.returncode == 0, r.stderr[-3000:]
     for heading in ("Training throughput", "Memory against sequence length", "Decoding", "Per-token latency",
                     "Targets", "randomly initialised model, exactly 4 output tokens"):
@@ -111,6 +114,10 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert (len(precisions) == 1) == ("bf16: skipped (this CPU has no bf16 units" in r.stdout)
     assert all(x["bare_tok_s"] > 0 and x["pipeline_tok_s"] > 0 and x["pipeline_vs_bare"] > 0 for x in rows)
     assert all(x["mflop_per_token"] > 0 and 0 < x["bare_of_peak"] for x in rows)
+    # real batches: each preset's own batching (the Transformer's 200 tokens) on the bench data (800)
+    assert res["models"]["transformer"]["batching"] == {"max_tokens": 200} and res["models"]["lstm"]["batching"] == {}
+    real = {x["preset"]: x["tokens_per_step"] for x in rows if x["source"] == "real"}
+    assert real["transformer"] <= 200 < real["lstm"] <= 800, real
     assert set(res["throughput"]["matmul_peak_gflop_s"]) == set(precisions) and "matmul peak" in r.stdout
     curves = {c["name"]: c for c in res["memory"]["curves"]}
     assert set(curves) == {"lstm", "transformer sdpa", "transformer math"}

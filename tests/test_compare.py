@@ -271,6 +271,7 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
         assert "nrefs:1" in run["test"]["test_2016_flickr"]["bleu_signature"]
         assert run["val_curve"] and run["bench_tok_s_pipeline"] > 0 and set(run["time_to_bleu"]) == {"0.5", "1", "5"}
     assert res["bench"]["decoding"]["trained"] == {"lstm": True, "transformer": True}
+    assert all(m["batching"]["max_tokens"] == 800 for m in res["bench"]["models"].values())  # as the runs trained
     assert [c["id"] for c in res["claims"]] == [1, 2, 3, 4, 5, 10, 11, 12]
     measured = {c["id"]: c for c in res["claims"] if c["id"] <= 10}  # 11, 12 need wait-k trained streaming runs
     assert all(c["verdict"] in ("holds", "does not hold") and c["evidence"] for c in measured.values())

@@ -51,10 +51,10 @@ TINY_DATA = ["data.limit=200", "data.tokenizer.vocab_size=300", "data.tokenizer.
              "data.max_tokens=800"]
 
 
-def tiny_model_overrides() -> list[str]:
-    """tests/utils.py TINY model sizes as mtlab.bench ``+model_overrides.<preset>=[...]`` overrides."""
-    return [f'+model_overrides.{arch}=[{",".join(chr(34) + o + chr(34) for o in opts if o.startswith("model."))}]'
-            for arch, opts in TINY.items()]
+def tiny_model_overrides(extra: dict[str, list[str]] | None = None) -> list[str]:
+    """tests/utils.py TINY model sizes (+ ``extra[arch]``) as mtlab.bench ``+model_overrides.<preset>=[...]``."""
+    own = {arch: [o for o in opts if o.startswith("model.")] + (extra or {}).get(arch, []) for arch, opts in TINY.items()}
+    return [f'+model_overrides.{arch}=[{",".join(chr(34) + o + chr(34) for o in opts)}]' for arch, opts in own.items()]
 
 
 def run_module(module: str, *args: str, timeout: int = 300, script: Path | None = None

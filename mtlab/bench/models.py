@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +19,10 @@ from mt.api import (
     model_from_checkpoint,
 )
 
+# The data settings that shape training batches. A preset's own (set by its overrides or recorded in its
+# checkpoint) replace the benchmark data's for its real-batch throughput; the corpus and tokenizer stay the bench's.
+BATCHING = ("max_len", "max_len_ratio", "max_tokens", "bucket_width")
+
 
 @dataclass
 class ModelSpec:
@@ -27,6 +31,7 @@ class ModelSpec:
     preset: str
     cfg: DictConfig  # conf/train.yaml composed with model=<preset> and the overrides (or the checkpoint's nodes)
     ckpt: str | None  # trained weights (decoding uses them); None = random initialisation
+    batching: dict = field(default_factory=dict)  # its own BATCHING settings (over the bench data's); {} = none
 
     @property
     def gradient_clip(self) -> float:
@@ -61,7 +66,9 @@ class ModelSpec:
 
 def model_specs(cfg: DictConfig) -> dict[str, ModelSpec]:
     """Specs of ``cfg.models`` in order, composed as ``train.py model=<preset> <train_overrides>
-    <model_overrides[preset]>`` would; ``cfg.ckpts[preset]`` replaces model/optim/train by the checkpoint's."""
+    <model_overrides[preset]>`` would; ``cfg.ckpts[preset]`` replaces model/optim/train by the checkpoint's.
+
+    ``batching``: the :data:`BATCHING` settings the checkpoint trained with, else those the overrides change."""
     unknown = sorted(set(cfg.ckpts or {}) - set(cfg.models)) + sorted(set(cfg.model_overrides or {}) - set(cfg.models))
     if unknown:
         raise MTError(f"ckpts/model_overrides name {', '.join(unknown)}, which are not in models={list(cfg.models)}")
@@ -70,9 +77,12 @@ def model_specs(cfg: DictConfig) -> dict[str, ModelSpec]:
         overrides = [f"model={preset}", *map(str, cfg.train_overrides or []),
                      *map(str, (cfg.model_overrides or {}).get(preset) or [])]
         composed = compose("train", overrides)
+        default = compose("train", [f"model={preset}"]).data
+        batching = {k: composed.data[k] for k in BATCHING if composed.data[k] != default[k]}
         ckpt = (cfg.ckpts or {}).get(preset)
         if ckpt:
             hp = load_checkpoint(ckpt)["hyper_parameters"]
             composed = OmegaConf.merge(composed, {k: hp[k] for k in ("model", "optim", "train")})
-        specs[preset] = ModelSpec(preset, composed, str(ckpt) if ckpt else None)
+            batching = {k: hp["data"][k] for k in BATCHING if k in hp.get("data", {})}
+        specs[preset] = ModelSpec(preset, composed, str(ckpt) if ckpt else None, batching)
     return specs

@@ -30,7 +30,7 @@ from mtlab.bench.decoding import measure_decoding
 from mtlab.bench.export_speed import export_speed
 from mtlab.bench.flops import matmul_peak
 from mtlab.bench.memory import measure_curves
-from mtlab.bench.models import ModelSpec, model_specs
+from mtlab.bench.models import BATCHING, ModelSpec, model_specs
 from mtlab.bench.recipes import measure_recipes
 from mtlab.bench.streaming import measure_streaming
 from mtlab.bench.system import system_info
@@ -69,6 +69,17 @@ def _real_batches(dm: TranslationDataModule, n: int) -> list:
     return [loaded[i % len(loaded)] for i in range(n)]
 
 
+def _rebatched(dm: TranslationDataModule, cfg: DictConfig, batching: dict) -> TranslationDataModule:
+    """``dm`` (the benchmark data, ``cfg.data``), or the same corpus and tokenizer batched with ``batching``."""
+    if all(cfg.data[k] == v for k, v in batching.items()):
+        return dm
+    other = TranslationDataModule(OmegaConf.merge(cfg.data, batching), cfg.paths, seed=int(cfg.seed),
+                                  tokenizer=dm.tokenizer)
+    other.prepare_data()
+    other.setup()
+    return other
+
+
 def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab_size: int, device: torch.device,
                    cfg: DictConfig) -> dict:
     t = cfg.throughput
@@ -77,12 +88,17 @@ def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab
     if "synthetic" in t.sources:
         sources["synthetic"] = synthetic_batches(n, int(t.synthetic_batch), int(t.synthetic_length), vocab_size,
                                                  int(cfg.seed))
-    if "real" in t.sources:
-        sources["real"] = _real_batches(dm, n)
+    real: dict[tuple, list] = {}  # a preset's batching settings -> its real batches
     rows = []
     peaks = {p: matmul_peak(p, device, int(t.peak_matmul_size[device.type])) for p in map(str, cfg.precisions)}
     for preset, spec in specs.items():
         make_module = functools.partial(spec.module, vocab_size, int(cfg.seed))
+        if "real" in t.sources:
+            batching = {k: spec.batching.get(k, cfg.data[k]) for k in BATCHING}  # the preset's, on the bench corpus
+            key = tuple(batching.values())
+            if key not in real:
+                real[key] = _real_batches(_rebatched(dm, cfg, batching), n)
+            sources["real"] = real[key]
         for precision in map(str, cfg.precisions):
             for source, batches in sources.items():
                 start = time.perf_counter()
@@ -174,7 +190,7 @@ def run_bench(cfg: DictConfig, out_dir: Path, task_overrides: list[str] | None =
     results["data"] = {k: stats[k] for k in ("name", "pair", "vocab_size", "train_batches", "max_tokens",
                                              "padding_fraction")}
     with torch.device("meta"):  # parameter counts without allocating
-        results["models"] = {p: {"params": s.build(vocab_size, 0).num_parameters(), "ckpt": s.ckpt,
+        results["models"] = {p: {"params": s.build(vocab_size, 0).num_parameters(), "ckpt": s.ckpt, "batching": s.batching,
                                  "model": OmegaConf.to_container(s.cfg.model, resolve=True)} for p, s in specs.items()}
     seconds = {}
     chosen = [s for s in SECTIONS if s in cfg.sections]

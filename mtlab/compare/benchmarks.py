@@ -18,12 +18,15 @@ log = logging.getLogger(__name__)
 
 
 def bench_config(cfg: DictConfig, ckpts: dict[str, str], out_dir: Path) -> DictConfig:
-    """conf/bench.yaml + ``cfg.bench_overrides``, with this comparison's models, checkpoints, data and device."""
+    """conf/bench.yaml + ``cfg.bench_overrides``, with this comparison's models, checkpoints, data and device, and
+    the runs' train_overrides/model_overrides (the settings a checkpoint does not record, e.g. gradient clipping)."""
     bench = compose("bench", [str(o) for o in cfg.bench_overrides])
     OmegaConf.set_struct(bench, False)  # checkpoints and models are added below
     models = list(cfg.bench_models or cfg.models)
+    own = {p: list(o) for p, o in (cfg.model_overrides or {}).items() if p in models}
     return OmegaConf.merge(bench, {
-        "models": models, "ckpts": {p: c for p, c in ckpts.items() if p in models}, "model_overrides": {}, "device": cfg.device,
+        "models": models, "ckpts": {p: c for p, c in ckpts.items() if p in models},
+        "train_overrides": list(cfg.train_overrides), "model_overrides": own, "device": cfg.device,
         "seed": cfg.seed, "paths": OmegaConf.merge(cfg.paths, {"output_dir": str(out_dir)}), "data": cfg.data,
         "decode": cfg.decode})
 
