@@ -84,15 +84,16 @@ def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab
                    cfg: DictConfig) -> dict:
     t = cfg.throughput
     n = int(t.warmup) + int(t.steps)
-    sources = {}
+    synthetic = {}
     if "synthetic" in t.sources:
-        sources["synthetic"] = synthetic_batches(n, int(t.synthetic_batch), int(t.synthetic_length), vocab_size,
-                                                 int(cfg.seed))
+        synthetic["synthetic"] = synthetic_batches(n, int(t.synthetic_batch), int(t.synthetic_length), vocab_size,
+                                                   int(cfg.seed))
     real: dict[tuple, list] = {}  # a preset's batching settings -> its real batches
     rows = []
     peaks = {p: matmul_peak(p, device, int(t.peak_matmul_size[device.type])) for p in map(str, cfg.precisions)}
     for preset, spec in specs.items():
         make_module = functools.partial(spec.module, vocab_size, int(cfg.seed))
+        sources = dict(synthetic)
         if "real" in t.sources:
             batching = {k: spec.batching.get(k, cfg.data[k]) for k in BATCHING}  # the preset's, on the bench corpus
             key = tuple(batching.values())
