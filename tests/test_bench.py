@@ -118,6 +118,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert res["models"]["transformer"]["batching"] == {"max_tokens": 200} and res["models"]["lstm"]["batching"] == {}
     real = {x["preset"]: x["tokens_per_step"] for x in rows if x["source"] == "real"}
     assert real["transformer"] <= 200 < real["lstm"] <= 800, real
+    own = res["throughput"]["real_batches"]  # the statistics of those batches, per preset
+    assert own["transformer"]["max_tokens"] == 200 and own["lstm"]["max_tokens"] == 800
+    assert own["transformer"]["train_batches"] > own["lstm"]["train_batches"] == res["data"]["train_batches"]
     assert set(res["throughput"]["matmul_peak_gflop_s"]) == set(precisions) and "matmul peak" in r.stdout
     curves = {c["name"]: c for c in res["memory"]["curves"]}
     assert set(curves) == {"lstm", "transformer sdpa", "transformer math"}
@@ -135,7 +138,9 @@ def test_bench_smoke(tmp_path: Path) -> None:
     assert streaming == {(p, n) for p in ("lstm_streaming", "transformer_streaming") for n in (8, 24)}
     assert "Streaming: cost per incoming source token" in r.stdout
     names = [t["name"] for t in res["targets"]]
-    assert sum("pipeline / bare" in n for n in names) == 4 * len(precisions) and any("padding" in n for n in names)
+    assert sum("pipeline / bare" in n for n in names) == 4 * len(precisions)
+    assert [n for n in names if "padding" in n] == [f"padding fraction of the training batches ({p})"
+                                                    for p in ("lstm", "transformer")]  # each preset's own batches
     for t in res["targets"]:  # each verdict follows from its own numbers
         assert t["pass"] == (t["value"] >= t["target"] if t["op"] == ">=" else t["value"] < t["target"]), t
 

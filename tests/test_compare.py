@@ -307,6 +307,8 @@ def test_compare_smoke_and_resume(tmp_path: Path) -> None:
                  "Simultaneous (streaming) translation", "state KiB first / last", "## Significance", "Over seeds",
                  "Each seed's pair of runs", "every run at once", "stopped by", "| transformer | joeynmt | BLEU |"):
         assert text in report, text
+    (data_line,) = [line for line in report.splitlines() if line.startswith("- Data: ")]
+    assert "lstm, transformer: " in data_line and "training batches of <= 800 tokens" in data_line  # as they trained
 
     stamps = {p: (out / "runs" / p / "results.json").stat().st_mtime_ns for p in res["runs"]}
     bench_stamp = (out / "bench" / "bench.json").stat().st_mtime_ns

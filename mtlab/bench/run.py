@@ -88,7 +88,8 @@ def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab
     if "synthetic" in t.sources:
         synthetic["synthetic"] = synthetic_batches(n, int(t.synthetic_batch), int(t.synthetic_length), vocab_size,
                                                    int(cfg.seed))
-    real: dict[tuple, list] = {}  # a preset's batching settings -> its real batches
+    real: dict[tuple, tuple[list, dict]] = {}  # a preset's batching settings -> its real batches, their statistics
+    real_stats = {}  # preset -> statistics of the batches it trains with (the bench corpus, its batching)
     rows = []
     peaks = {p: matmul_peak(p, device, int(t.peak_matmul_size[device.type])) for p in map(str, cfg.precisions)}
     for preset, spec in specs.items():
@@ -98,8 +99,11 @@ def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab
             batching = {k: spec.batching.get(k, cfg.data[k]) for k in BATCHING}  # the preset's, on the bench corpus
             key = tuple(batching.values())
             if key not in real:
-                real[key] = _real_batches(_rebatched(dm, cfg, batching), n)
-            sources["real"] = real[key]
+                own = _rebatched(dm, cfg, batching)
+                stats = own.stats()
+                real[key] = _real_batches(own, n), {k: stats[k] for k in ("train_batches", "max_tokens",
+                                                                           "padding_fraction")}
+            sources["real"], real_stats[preset] = real[key]
         for precision in map(str, cfg.precisions):
             for source, batches in sources.items():
                 start = time.perf_counter()
@@ -110,7 +114,8 @@ def run_throughput(specs: dict[str, ModelSpec], dm: TranslationDataModule, vocab
                          time.perf_counter() - start)
     return {"warmup": int(t.warmup), "steps": int(t.steps), "repeats": int(t.repeats),
             "matmul_peak_gflop_s": {p: round(f / 1e9, 1) for p, f in peaks.items()},
-            "synthetic_shape": [int(t.synthetic_batch), int(t.synthetic_length)], "rows": rows}
+            "synthetic_shape": [int(t.synthetic_batch), int(t.synthetic_length)], "rows": rows,
+            "real_batches": real_stats}
 
 
 def run_streaming(cfg: DictConfig, vocab_size: int, device: torch.device) -> dict:

@@ -21,6 +21,21 @@ def _f(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{x:,.{digits}f}"
 
 
+def _batches(s: dict) -> str:
+    padding = _f(100 * s["padding_fraction"] if s.get("padding_fraction") is not None else None, 1)
+    return f"{fmt(s.get('train_batches'))} training batches of <= {fmt(s.get('max_tokens'))} tokens, padding {padding}%"
+
+
+def _batches_line(data: dict, own: dict[str, dict]) -> str:
+    """The training batches: each model's own (the benchmarks measured them), else the benchmark data's."""
+    if not own:
+        return _batches(data)
+    groups: dict[str, list[str]] = {}
+    for preset, s in own.items():
+        groups.setdefault(_batches(s), []).append(preset)
+    return "; ".join(f"{', '.join(presets)}: {line}" for line, presets in groups.items())
+
+
 def setup_section(res: dict) -> str:
     s, b, d = res["system"], res["budget"], res.get("data", {})
     gpu = s.get("cuda_device") or "none"
@@ -31,9 +46,8 @@ def setup_section(res: dict) -> str:
         "## Setup",
         f"- Hardware: {s['cpu']}, {s['cpu_count']} cores; GPU: {gpu}.",
         f"- Software: Python {s['python']}, torch {s['torch']}, Lightning {s['lightning']} ({s['platform']}).",
-        f"- Data: {d.get('name', 'n/a')} {d.get('pair', '')}, joint vocabulary {fmt(d.get('vocab_size'))}, "
-        f"{fmt(d.get('train_batches'))} training batches of <= {fmt(d.get('max_tokens'))} tokens, padding "
-        f"{_f(100 * d['padding_fraction'] if d.get('padding_fraction') is not None else None, 1)}%.",
+        f"- Data: {d.get('name', 'n/a')} {d.get('pair', '')}, joint vocabulary {fmt(d.get('vocab_size'))}; "
+        + _batches_line(d, res.get("bench", {}).get("throughput", {}).get("real_batches") or {}) + ".",
         f"- Training budget per model: max epochs {b['max_epochs']}, max time {b['max_time'] or 'none'}, precision "
         f"{b['precision']}; {mode}; train.py overrides: "
         f"`{' '.join(b['train_overrides'])}`.",
