@@ -240,6 +240,12 @@ def test_verdicts_follow_the_numbers() -> None:
     assert claim_time_to_bleu(slow, fast)["verdict"] == "does not hold"
     tps = claim_tokens_per_second(fast, slow)
     assert tps["verdict"] == "does not hold" and "900 vs 1,200" in tps["evidence"] and "disagree" in tps["evidence"]
+    assert claim_tokens_per_second(slow, fast)["verdict"] == HOLDS  # 1,200 vs 900: 1.33x
+    near = {**fast, "bench_tok_s_pipeline": 1250.0}  # 1,250 vs 1,200: 1.04x, within a 10% margin
+    assert claim_tokens_per_second(near, slow)["verdict"] == HOLDS
+    within = claim_tokens_per_second(near, slow, margin=0.1)
+    assert within["verdict"] == "does not hold" and "1.04x (> 1.10x wanted)" in within["evidence"]
+    assert claim_tokens_per_second(near, slow, margin=0.02)["verdict"] == HOLDS
 
 
 def _compare(out: Path, cache: Path, *extra: str) -> tuple[int, str]:

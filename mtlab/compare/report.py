@@ -49,7 +49,7 @@ def setup_section(res: dict) -> str:
         f"- Data: {d.get('name', 'n/a')} {d.get('pair', '')}, joint vocabulary {fmt(d.get('vocab_size'))}; "
         + _batches_line(d, res.get("bench", {}).get("throughput", {}).get("real_batches") or {}) + ".",
         f"- Training budget per model: max epochs {b['max_epochs']}, max time {b['max_time'] or 'none'}, precision "
-        f"{b['precision']}; {mode}; train.py overrides: "
+        f"{b['precision']}; the runs this command trained or resumed: {mode}; train.py overrides: "
         f"`{' '.join(b['train_overrides'])}`.",
         f"- Benchmarks on {res['bench_system']['device']} (load average {res['bench_system']['load_average_1m']} "
         f"when they started; torch threads {res['bench_system']['torch_threads']}).",
