@@ -196,7 +196,8 @@ def run_bench(cfg: DictConfig, out_dir: Path, task_overrides: list[str] | None =
     results["data"] = {k: stats[k] for k in ("name", "pair", "vocab_size", "train_batches", "max_tokens",
                                              "padding_fraction")}
     with torch.device("meta"):  # parameter counts without allocating
-        results["models"] = {p: {"params": s.build(vocab_size, 0).num_parameters(), "ckpt": s.ckpt, "batching": s.batching,
+        results["models"] = {p: {"params": s.build(vocab_size, 0).num_parameters(), "ckpt": s.ckpt,
+                                 "batching": s.batching,
                                  "model": OmegaConf.to_container(s.cfg.model, resolve=True)} for p, s in specs.items()}
     seconds = {}
     chosen = [s for s in SECTIONS if s in cfg.sections]

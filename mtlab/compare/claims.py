@@ -134,7 +134,8 @@ def claim_tokens_per_second(t: dict, r: dict, margin: float = 0.0) -> dict:
     if bt is not None and br is not None:
         agree = "" if lt is None or lr is None or (lt > lr) == (bt > br) else " (the training logs disagree)"
         return _verdict(3, claim, bt > br * (1 + margin), f"benchmark (real batches, {t['bench_precision']}): "
-                        f"{bt:,.0f} vs {br:,.0f} tok/s = {bt / br:.2f}x{wanted}; {log_part}{agree} (Transformer vs LSTM)")
+                        f"{bt:,.0f} vs {br:,.0f} tok/s = {bt / br:.2f}x{wanted}; {log_part}{agree} "
+                        "(Transformer vs LSTM)")
     if lt is not None and lr is not None:
         return _verdict(3, claim, lt > lr * (1 + margin), f"{log_part} = {lt / lr:.2f}x{wanted} (Transformer vs LSTM; "
                         "no benchmark figure)")
